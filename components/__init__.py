@@ -1,0 +1,1 @@
+"""Pulumi components of the telemetry stack; one ComponentResource per module."""

@@ -1,0 +1,318 @@
+"""The stack config, validated before any resource is registered.
+
+Every section is checked on its own and then across sections, so one run of
+``pulumi preview`` lists every problem at once, each naming its key and the
+fix.  Models use the camelCase keys of ``Pulumi.<stack>.yaml`` and forbid
+unknown keys, so a typo is reported rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "telemetry"
+
+DEFAULT_TIMESCALEDB_IMAGE = "timescale/timescaledb:2.17.2-pg16"
+DEFAULT_EMQX_IMAGE = "emqx/emqx:5.8.9"
+
+# PostgreSQL truncates identifiers at 63 bytes; the longest name derived from
+# a slug is the reader role "tenant_<slug>_reader".
+MAX_IDENTIFIER_BYTES = 63
+SCHEMA_PREFIX = "tenant_"
+READER_ROLE_SUFFIX = "_reader"
+MAX_SLUG_LENGTH = MAX_IDENTIFIER_BYTES - len(SCHEMA_PREFIX) - len(READER_ROLE_SUFFIX)
+
+SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+TOPIC_LEVEL_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+DEVICE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+IMAGE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+INTERVAL_PATTERN = re.compile(
+    r"^\s*(?P<count>[1-9][0-9]*)\s*(?P<unit>second|minute|hour|day|week|month|year)s?\s*$", re.IGNORECASE
+)
+UNIT_SECONDS = {
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 7 * 86400,
+    "month": 30 * 86400,
+    "year": 365 * 86400,
+}
+# Chunks must have a fixed length; months and years vary.
+CHUNK_UNITS = {"second", "minute", "hour", "day", "week"}
+
+
+class ConfigError(Exception):
+    """The stack config is invalid; ``problems`` holds one sentence per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"The stack config has {len(problems)} problem{'s' if len(problems) != 1 else ''} "
+            f"(fix them in Pulumi.<stack>.yaml or with `pulumi config set --path`):\n{listing}"
+        )
+
+
+def normalise_interval(text: str, *, allowed_units: set[str] = set(UNIT_SECONDS)) -> str:
+    """``" 7 Day"`` -> ``"7 days"``; raises ValueError naming the accepted forms."""
+    match = INTERVAL_PATTERN.match(text)
+    unit = match.group("unit").lower() if match else None
+    if match is None or unit not in allowed_units:
+        units = ", ".join(sorted(allowed_units, key=UNIT_SECONDS.__getitem__))
+        raise ValueError(f"{text!r} is not an interval; write a whole number and a unit ({units}), e.g. '7 days'")
+    count = int(match.group("count"))
+    return f"{count} {unit}{'s' if count != 1 else ''}"
+
+
+def interval_seconds(text: str) -> int:
+    match = INTERVAL_PATTERN.match(text)
+    assert match is not None, text
+    return int(match.group("count")) * UNIT_SECONDS[match.group("unit").lower()]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+def _pinned_image(value: str) -> str:
+    name, _, tag = value.rpartition(":") if "@" not in value else (value, "", "digest")
+    if not IMAGE_PATTERN.match(value) or not name or not tag or tag == "latest":
+        raise ValueError(f"{value!r} is not a pinned image; name an exact version tag such as {DEFAULT_EMQX_IMAGE!r}")
+    return value
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"{value} is not a TCP port; use a number from 1 to 65535")
+    return value
+
+
+class TimescaleDbConfig(_Section):
+    image: str = DEFAULT_TIMESCALEDB_IMAGE
+    host_port: int = 5432
+
+    _image = field_validator("image")(_pinned_image)
+    _host_port = field_validator("host_port")(_port)
+
+
+class EmqxConfig(_Section):
+    image: str = DEFAULT_EMQX_IMAGE
+    mqtt_port: int = 1883
+    dashboard_port: int = 18083
+
+    _image = field_validator("image")(_pinned_image)
+    _ports = field_validator("mqtt_port", "dashboard_port")(_port)
+
+
+class IngestConfig(_Section):
+    host_port: int = 8000
+    workers: int = Field(default=2, ge=1, le=32)
+
+    _host_port = field_validator("host_port")(_port)
+
+
+class TenantConfig(_Section):
+    slug: str
+    topic_prefix: str
+    devices: list[str] = Field(min_length=1)
+    chunk_interval: str = "1 day"
+    retention: str | None = None
+    compress_after: str | None = None
+    drop_data_on_delete: bool = False
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not SLUG_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid slug; use lowercase letters, digits and hyphens, "
+                "starting with a letter and not ending with a hyphen, e.g. 'hospital-x'"
+            )
+        if len(value) > MAX_SLUG_LENGTH:
+            raise ValueError(
+                f"{value!r} is {len(value)} characters; its schema and role names must fit PostgreSQL's "
+                f"{MAX_IDENTIFIER_BYTES}-byte identifiers, so use at most {MAX_SLUG_LENGTH} characters"
+            )
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        levels = value.split("/")
+        if not all(TOPIC_LEVEL_PATTERN.match(level) for level in levels):
+            raise ValueError(
+                f"{value!r} is not a valid topic prefix; use one or more topic levels of letters, digits, "
+                "'_' or '-' separated by '/', without wildcards, e.g. 'umc'"
+            )
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: list[str]) -> list[str]:
+        bad = [device for device in value if not DEVICE_PATTERN.match(device)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))}: device usernames use letters, digits, '_', '.' or '-', "
+                "start with a letter or digit and have at most 64 characters"
+            )
+        repeated = sorted({device for device in value if value.count(device) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once; list each device once")
+        return value
+
+    @field_validator("chunk_interval")
+    @classmethod
+    def _chunk_interval(cls, value: str) -> str:
+        return normalise_interval(value, allowed_units=CHUNK_UNITS)
+
+    @field_validator("retention", "compress_after")
+    @classmethod
+    def _policy_interval(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_interval(value)
+
+    @property
+    def schema_name(self) -> str:
+        return SCHEMA_PREFIX + self.slug.replace("-", "_")
+
+    @property
+    def reader_role(self) -> str:
+        return self.schema_name + READER_ROLE_SUFFIX
+
+    @property
+    def topic_filter(self) -> str:
+        return f"tenants/{self.topic_prefix}/#"
+
+
+class StackConfig(_Section):
+    timescaledb: TimescaleDbConfig = TimescaleDbConfig()
+    emqx: EmqxConfig = EmqxConfig()
+    ingest: IngestConfig = IngestConfig()
+    tenants: list[TenantConfig] = Field(default_factory=list)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "timescaledb": TimescaleDbConfig,
+    "emqx": EmqxConfig,
+    "ingest": IngestConfig,
+}
+
+
+def _describe(error: Mapping[str, Any], key: str) -> str:
+    """One sentence for one pydantic error, naming the key and the fix."""
+    path = key + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{NAMESPACE}:{path}: unknown key; remove it or correct its spelling"
+    if kind == "missing":
+        return f"{NAMESPACE}:{path}: required key is missing; add it"
+    if kind == "too_short" and error["loc"][-1:] == ("devices",):
+        return f"{NAMESPACE}:{path}: the device list is empty; list at least one MQTT username"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind.endswith(("_type", "_parsing")) or kind in {"greater_than_equal", "less_than_equal"}:
+        message = f"{message} (got {error.get('input')!r}); correct the value"
+    return f"{NAMESPACE}:{path}: {message}"
+
+
+def _check(model: type[_Section], raw: Any, key: str, problems: list[str]) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_describe(error, key) for error in exc.errors())
+        return None
+
+
+def _prefixes_overlap(a: str, b: str) -> bool:
+    levels_a, levels_b = a.split("/"), b.split("/")
+    shorter = min(len(levels_a), len(levels_b))
+    return levels_a[:shorter] == levels_b[:shorter]
+
+
+def _check_tenants(raw_tenants: Any, problems: list[str]) -> list[TenantConfig]:
+    if not isinstance(raw_tenants, list):
+        problems.append(f"{NAMESPACE}:tenants: must be a list of tenant entries (got {type(raw_tenants).__name__})")
+        return []
+    tenants: list[tuple[int, TenantConfig]] = []
+    for index, raw in enumerate(raw_tenants):
+        tenant = _check(TenantConfig, raw, f"tenants[{index}]", problems)
+        if tenant is not None:
+            tenants.append((index, tenant))
+
+    seen_slugs: dict[str, int] = {}
+    seen_prefixes: list[tuple[int, str]] = []
+    device_owner: dict[str, int] = {}
+    for index, tenant in tenants:
+        where = f"{NAMESPACE}:tenants[{index}]"
+        if tenant.slug in seen_slugs:
+            problems.append(
+                f"{where}.slug: {tenant.slug!r} is already used by tenants[{seen_slugs[tenant.slug]}]; "
+                "give each tenant its own slug"
+            )
+        seen_slugs.setdefault(tenant.slug, index)
+        for other_index, other_prefix in seen_prefixes:
+            if _prefixes_overlap(tenant.topic_prefix, other_prefix):
+                relation = "is the same as" if tenant.topic_prefix == other_prefix else "overlaps"
+                problems.append(
+                    f"{where}.topicPrefix: {tenant.topic_prefix!r} {relation} tenants[{other_index}]'s "
+                    f"{other_prefix!r}; one tenant's topics must never match another's, so choose a distinct prefix"
+                )
+        seen_prefixes.append((index, tenant.topic_prefix))
+        for device in tenant.devices:
+            if device in device_owner and device_owner[device] != index:
+                problems.append(
+                    f"{where}.devices: {device!r} is already a device of tenants[{device_owner[device]}]; "
+                    "MQTT usernames are stack-wide, so rename one of them"
+                )
+            device_owner.setdefault(device, index)
+        if tenant.retention and tenant.compress_after:
+            if interval_seconds(tenant.compress_after) >= interval_seconds(tenant.retention):
+                problems.append(
+                    f"{where}.compressAfter: {tenant.compress_after!r} is not shorter than retention "
+                    f"{tenant.retention!r}, so nothing would ever be compressed; shorten it or drop the key"
+                )
+    return [tenant for _, tenant in tenants]
+
+
+def _check_ports(timescaledb: TimescaleDbConfig, emqx: EmqxConfig, ingest: IngestConfig, problems: list[str]) -> None:
+    owners: dict[int, str] = {}
+    for key, port in (
+        ("timescaledb.hostPort", timescaledb.host_port),
+        ("emqx.mqttPort", emqx.mqtt_port),
+        ("emqx.dashboardPort", emqx.dashboard_port),
+        ("ingest.hostPort", ingest.host_port),
+    ):
+        if port in owners:
+            problems.append(
+                f"{NAMESPACE}:{key}: port {port} is also {NAMESPACE}:{owners[port]}; "
+                "every service needs its own host port"
+            )
+        owners.setdefault(port, key)
+
+
+def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
+    """Validate the raw ``telemetry:*`` config values (keys without the namespace).
+
+    Raises ConfigError listing every problem found.
+    """
+    problems: list[str] = []
+    known = {*SECTIONS, "tenants"}
+    for key in sorted(set(raw) - known):
+        problems.append(
+            f"{NAMESPACE}:{key}: unknown key; remove it (`pulumi config rm {NAMESPACE}:{key}`) "
+            f"or use one of {', '.join(sorted(known))}"
+        )
+    sections = {
+        key: _check(model, raw.get(key) if raw.get(key) is not None else {}, key, problems)
+        for key, model in SECTIONS.items()
+    }
+    tenants = _check_tenants(raw.get("tenants") or [], problems)
+    if all(sections.values()):
+        _check_ports(sections["timescaledb"], sections["emqx"], sections["ingest"], problems)
+    if problems:
+        raise ConfigError(problems)
+    return StackConfig(tenants=tenants, **sections)

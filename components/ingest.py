@@ -1,0 +1,114 @@
+"""The bundled ingest service: its database identity, image and container."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_postgresql as postgresql
+import pulumi_random as random
+
+from components.labels import container_labels
+
+SERVICE_DIR = Path(__file__).resolve().parent.parent / "ingest_service"
+CONTAINER_PORT = 8000
+# EMQX's connector reaches the service under this name on the stack network.
+NETWORK_ALIAS = "ingest"
+WRITER_ROLE = "ingest_writer"
+
+
+def source_digest(directory: Path = SERVICE_DIR) -> str:
+    """A digest of the service's sources: the image tag changes exactly when the code does."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory)
+        if path.is_file() and not any(part.startswith(".") or part == "__pycache__" or part.endswith(".egg-info") for part in relative.parts):
+            digest.update(str(relative).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class IngestServiceArgs:
+    name_prefix: str
+    network_name: pulumi.Input[str]
+    database_host: str
+    database_port: int
+    database_name: str
+    postgres_provider: postgresql.Provider
+    # Superuser DSN (secret) for the dynamic providers that create the registry.
+    admin_dsn: pulumi.Input[str]
+    # The database container; the service must not start before it is healthy.
+    database: pulumi.Resource
+    host_port: int
+    workers: int
+    labels: dict[str, str]
+
+
+class IngestService(pulumi.ComponentResource):
+    """The service's writer role, its image built from ingest_service/, and its container."""
+
+    writer_role: postgresql.Role
+    container: docker.Container
+    internal_url: str
+    url: str
+
+    def __init__(self, resource_name: str, args: IngestServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("telemetry:ingest:IngestService", resource_name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        in_database = pulumi.ResourceOptions(parent=self, provider=args.postgres_provider)
+
+        writer_password = random.RandomPassword(f"{resource_name}-writer-password", length=32, special=False, opts=child)
+        self.writer_role = postgresql.Role(
+            f"{resource_name}-writer-role",
+            name=WRITER_ROLE,
+            login=True,
+            password=writer_password.result,
+            opts=in_database,
+        )
+        self.registry_ready: list[pulumi.Resource] = []
+
+        image = docker.Image(
+            f"{resource_name}-image",
+            image_name=f"{args.name_prefix}-ingest:{source_digest()}",
+            build=docker.DockerBuildArgs(context=str(SERVICE_DIR), dockerfile=str(SERVICE_DIR / "Dockerfile")),
+            skip_push=True,
+            opts=child,
+        )
+        database_url = pulumi.Output.secret(
+            pulumi.Output.format(
+                "postgresql://{0}:{1}@{2}:{3}/{4}",
+                WRITER_ROLE, writer_password.result, args.database_host, args.database_port, args.database_name,
+            )
+        )
+        self.container = docker.Container(
+            f"{resource_name}-container",
+            name=f"{args.name_prefix}-ingest",
+            image=image.image_name,
+            restart="unless-stopped",
+            envs=[
+                pulumi.Output.concat("DATABASE_URL=", database_url),
+                f"PORT={CONTAINER_PORT}",
+                f"WORKERS={args.workers}",
+            ],
+            ports=[docker.ContainerPortArgs(internal=CONTAINER_PORT, external=args.host_port, ip="127.0.0.1")],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network_name, aliases=[NETWORK_ALIAS])],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=[
+                    "CMD", "python", "-c",
+                    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}/healthz', timeout=3)",
+                ],
+                interval="5s", timeout="5s", retries=12, start_period="5s",
+            ),
+            wait=True,
+            wait_timeout=120,
+            labels=container_labels(args.labels),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.database, self.writer_role]),
+        )
+        self.internal_url = f"http://{NETWORK_ALIAS}:{CONTAINER_PORT}"
+        self.url = f"http://127.0.0.1:{args.host_port}"
+        self.writer_password = writer_password.result
+        self.register_outputs({"url": self.url, "containerName": self.container.name})

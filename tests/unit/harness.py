@@ -1,0 +1,178 @@
+"""Runs the Pulumi program under mocks and records every registration as the engine would see it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from unittest.mock import patch
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+SECRET_SIG = rpc._special_secret_sig
+SIG_KEY = rpc._special_sig_key
+
+
+@dataclass
+class Registration:
+    """One RegisterResource call: what `pulumi preview` would show for that resource."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    raw_inputs: dict[str, Any]
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    protect: bool
+    retain_on_delete: bool
+    additional_secret_outputs: list[str]
+    provider: str
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Inputs with secrets unwrapped (for comparing values)."""
+        return unwrap_secrets(self.raw_inputs)
+
+    def is_secret(self, key: str) -> bool:
+        return is_secret_value(self.raw_inputs.get(key))
+
+
+def is_secret_value(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
+
+
+def contains_secret(value: Any) -> bool:
+    if is_secret_value(value):
+        return True
+    if isinstance(value, dict):
+        return any(contains_secret(item) for item in value.values())
+    if isinstance(value, list):
+        return any(contains_secret(item) for item in value)
+    return False
+
+
+def unwrap_secrets(value: Any) -> Any:
+    if is_secret_value(value):
+        return unwrap_secrets(value["value"])
+    if isinstance(value, dict):
+        return {key: unwrap_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(item) for item in value]
+    return value
+
+
+def _struct_to_python(struct) -> Any:
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(struct)
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        super().__init__()
+        # Set by the monitor for the registration in flight: like the engine,
+        # the mocks return these outputs as secrets.
+        self.secret_outputs: list[str] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = f"generated-{args.name}"
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            outputs["image_id"] = f"sha256:{args.name}"
+        for key in self.secret_outputs:
+            if key in outputs:
+                outputs[key] = pulumi.Output.secret(outputs[key])
+        return [f"{args.name}-id", outputs]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request):
+        self.mocks.secret_outputs = list(request.additionalSecretOutputs)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    custom=request.custom,
+                    raw_inputs=_struct_to_python(request.object),
+                    dependencies=list(request.dependencies),
+                    property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
+                    protect=request.protect,
+                    retain_on_delete=request.retainOnDelete,
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
+                    provider=request.provider,
+                )
+            )
+        return response
+
+
+@dataclass
+class ProgramRun:
+    registrations: list[Registration] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+    error: BaseException | None = None
+
+    def by_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def named(self, name: str) -> Registration:
+        matches = [r for r in self.registrations if r.name == name]
+        assert len(matches) == 1, f"expected one resource named {name!r}, found {len(matches)}"
+        return matches[0]
+
+    def urn_of(self, name: str) -> str:
+        return self.named(name).urn
+
+
+def config_values(config: dict[str, Any]) -> dict[str, str]:
+    """Stack config as the engine passes it: `telemetry:<key>` -> JSON text for objects."""
+    return {f"telemetry:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+
+
+def run_program(config: dict[str, Any], stack: str = "dev", preview: bool = False) -> ProgramRun:
+    """Run __main__'s program under mocks with the given `telemetry:*` config."""
+    from components.stack import main
+
+    mocks = _Mocks()
+    monitor = _RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="telemetry", stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_all_config(config_values(config), [])
+    run = ProgramRun()
+    exports: dict[str, Any] = {}
+
+    async def resolve_exports() -> None:
+        for name, value in exports.items():
+            output = pulumi.Output.from_input(value)
+            run.outputs[name] = await output.future()
+            if await output.is_secret():
+                run.secret_outputs.add(name)
+
+    def program() -> None:
+        with patch.object(pulumi, "export", exports.__setitem__):
+            main()
+
+    try:
+        _sync_await(run_pulumi_func(program))
+        _sync_await(resolve_exports())
+    except Exception as error:  # the engine would report it; tests inspect it
+        run.error = error
+    run.registrations = monitor.registrations
+    return run
