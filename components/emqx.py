@@ -9,6 +9,15 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components.labels import container_labels, volume_labels
+from components.providers.emqx import (
+    EmqxAuthenticator,
+    EmqxAuthenticatorArgs,
+    EmqxAuthorization,
+    EmqxAuthorizationArgs,
+    EmqxConnection,
+    EmqxConnector,
+    EmqxConnectorArgs,
+)
 
 MQTT_PORT = 1883
 DASHBOARD_PORT = 18083
@@ -39,9 +48,13 @@ class EmqxArgs:
 
 
 class Emqx(pulumi.ComponentResource):
-    """The EMQX container with a bootstrapped API key, and its REST API endpoint for the dynamic providers."""
+    """The EMQX container with a bootstrapped API key, deny-by-default auth, and the connector to the ingest service."""
 
     container: docker.Container
+    connection: EmqxConnection
+    authenticator: EmqxAuthenticator
+    authorization: EmqxAuthorization
+    connector: EmqxConnector
     api_url: str
     api_key: pulumi.Output[str]
     api_secret: pulumi.Output[str]
@@ -101,4 +114,21 @@ class Emqx(pulumi.ComponentResource):
         self.api_key = api_key.result
         self.api_secret = api_secret.result
         self.dashboard_password = dashboard_password.result
+
+        # Broker objects go through the REST API once the container is healthy.
+        self.connection = EmqxConnection(api_url=self.api_url, api_key=api_key.result, api_secret=api_secret.result)
+        after_broker = pulumi.ResourceOptions(parent=self, depends_on=[self.container])
+        self.authenticator = EmqxAuthenticator(
+            f"{resource_name}-authenticator", EmqxAuthenticatorArgs(connection=self.connection), opts=after_broker
+        )
+        # Deny by default: no_match deny, and the shipped `file` source (which
+        # ends with {allow, all}) disabled.
+        self.authorization = EmqxAuthorization(
+            f"{resource_name}-authorization", EmqxAuthorizationArgs(connection=self.connection), opts=after_broker
+        )
+        self.connector = EmqxConnector(
+            f"{resource_name}-ingest-connector",
+            EmqxConnectorArgs(connection=self.connection, name="ingest", url=args.ingest_url),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container, args.ingest]),
+        )
         self.register_outputs({"apiUrl": self.api_url, "containerName": self.container.name})

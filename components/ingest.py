@@ -11,7 +11,9 @@ import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
+from components import grants
 from components.labels import container_labels
+from components.providers.registry import TenantRegistry, TenantRegistryArgs
 
 SERVICE_DIR = Path(__file__).resolve().parent.parent / "ingest_service"
 CONTAINER_PORT = 8000
@@ -52,6 +54,7 @@ class IngestService(pulumi.ComponentResource):
     """The service's writer role, its image built from ingest_service/, and its container."""
 
     writer_role: postgresql.Role
+    registry: TenantRegistry
     container: docker.Container
     internal_url: str
     url: str
@@ -69,7 +72,20 @@ class IngestService(pulumi.ComponentResource):
             password=writer_password.result,
             opts=in_database,
         )
-        self.registry_ready: list[pulumi.Resource] = []
+        # The registry the service reads tenants from, and the writer's read access to it.
+        self.registry = TenantRegistry(
+            f"{resource_name}-tenant-registry",
+            TenantRegistryArgs(dsn=args.admin_dsn),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.database]),
+        )
+        registry_access = [
+            getattr(postgresql, grants.pulumi_resource_type(grant))(
+                f"{resource_name}-writer-registry-{'schema' if isinstance(grant, grants.SchemaGrant) else 'table'}",
+                **grants.to_pulumi_args(grant, database=args.database_name),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.postgres_provider, depends_on=[self.registry]),
+            )
+            for grant in grants.registry_grants(self.writer_role.name)
+        ]
 
         image = docker.Image(
             f"{resource_name}-image",
@@ -106,7 +122,7 @@ class IngestService(pulumi.ComponentResource):
             wait=True,
             wait_timeout=120,
             labels=container_labels(args.labels),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.database, self.writer_role]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.database, self.writer_role, *registry_access]),
         )
         self.internal_url = f"http://{NETWORK_ALIAS}:{CONTAINER_PORT}"
         self.url = f"http://127.0.0.1:{args.host_port}"
