@@ -1,0 +1,414 @@
+"""The EMQX API double keeps to the documented contract (reference/emqx-api.md), one behaviour per test."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from tests.emqx_double.fixtures import *  # the emqx and emqx_6x fixtures
+from tests.emqx_double.fixtures import API_KEY, API_SECRET
+from tests.emqx_double.server import EmqxDouble
+
+AUTH = (API_KEY, API_SECRET)
+USERS = "/authentication/password_based:built_in_database/users"
+AUTHZ_USERS = "/authorization/sources/built_in_database/rules/users"
+CONNECTOR = {"type": "http", "name": "ingest", "url": "http://ingest:8000"}
+ACTION = {"type": "http", "name": "tenant_a", "connector": "ingest",
+          "parameters": {"path": "/ingest", "method": "post", "body": "${.}",
+                         "headers": {"X-Tenant": "a", "Authorization": "Bearer tok-a-123"}}}
+RULE = {"id": "tenant_a", "sql": 'SELECT * FROM "tenants/a/#"', "actions": ["http:tenant_a"]}
+AUTHENTICATOR = {"mechanism": "password_based", "backend": "built_in_database", "user_id_type": "username",
+                 "password_hash_algorithm": {"name": "sha256", "salt_position": "suffix"}}
+
+
+def call(double: EmqxDouble, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+    kwargs.setdefault("auth", AUTH)
+    if body is not None:
+        kwargs["json"] = body
+    return requests.request(method, f"{double.url}/api/v5{path}", timeout=5, **kwargs)
+
+
+def code(response: requests.Response) -> str:
+    return response.json()["code"]
+
+
+def with_connector_and_action(double: EmqxDouble) -> None:
+    assert call(double, "POST", "/connectors", CONNECTOR).status_code == 201
+    assert call(double, "POST", "/actions", ACTION).status_code == 201
+
+
+# ---- authentication and status ----------------------------------------------------------
+
+
+def test_missing_authorization_header_is_401_header_error(emqx: EmqxDouble) -> None:
+    response = call(emqx, "GET", "/connectors", auth=None)
+    assert response.status_code == 401 and code(response) == "AUTHORIZATION_HEADER_ERROR"
+    assert "WWW-Authenticate" in response.headers
+
+
+def test_wrong_secret_is_401_bad_api_key_with_www_authenticate(emqx: EmqxDouble) -> None:
+    response = call(emqx, "GET", "/connectors", auth=(API_KEY, "wrong"))
+    assert response.status_code == 401 and code(response) == "BAD_API_KEY_OR_SECRET"
+    assert response.headers["WWW-Authenticate"] == 'Basic Realm="emqx-dashboard"'
+
+
+def test_bearer_tokens_are_not_issued_by_the_double(emqx: EmqxDouble) -> None:
+    response = call(emqx, "GET", "/rules", auth=None, headers={"Authorization": "Bearer abc"})
+    assert response.status_code == 401 and code(response) == "BAD_TOKEN"
+
+
+def test_status_needs_no_auth_and_sends_retry_after(emqx: EmqxDouble) -> None:
+    response = requests.get(f"{emqx.url}/api/v5/status", timeout=5)
+    assert response.status_code == 200 and "is running" in response.text
+    assert response.headers["retry-after"] == "15"
+    assert requests.get(f"{emqx.url}/status?format=json", timeout=5).json()["rel_vsn"] == "v5.8.9"
+
+
+def test_status_answers_503_for_the_first_n_calls(emqx: EmqxDouble) -> None:
+    emqx.answer_not_ready(calls=2)
+    statuses = [requests.get(f"{emqx.url}/api/v5/status", timeout=5).status_code for _ in range(3)]
+    assert statuses == [503, 503, 200]
+
+
+def test_status_answers_503_until_flipped(emqx: EmqxDouble) -> None:
+    emqx.answer_not_ready()
+    assert requests.get(f"{emqx.url}/api/v5/status", timeout=5).status_code == 503
+    emqx.set_ready()
+    assert requests.get(f"{emqx.url}/api/v5/status", timeout=5).status_code == 200
+
+
+# ---- bodies -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/connectors", "/actions", "/rules", "/authentication", USERS,
+                                  "/authorization/sources", "/authorization/settings"])
+def test_non_json_body_is_415(emqx: EmqxDouble, path: str) -> None:
+    method = "PUT" if path == "/authorization/settings" else "POST"
+    response = call(emqx, method, path, data=json.dumps({"x": 1}), headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415 and code(response) == "UNSUPPORTED_MEDIA_TYPE"
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/connectors", {**CONNECTOR, "max_retries": 3}),
+    ("/authentication", {**AUTHENTICATOR, "salt": "x"}),
+    ("/authorization/sources", {"type": "built_in_database", "enable": True, "rules": []}),
+])
+def test_unknown_fields_are_400_with_json_message(emqx: EmqxDouble, path: str, body: dict[str, Any]) -> None:
+    response = call(emqx, "POST", path, body)
+    assert response.status_code == 400 and code(response) == "BAD_REQUEST"
+    assert json.loads(response.json()["message"])["reason"] == "unknown_fields"
+
+
+def test_action_with_batch_size_is_400(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/connectors", CONNECTOR)
+    response = call(emqx, "POST", "/actions", {**ACTION, "resource_opts": {"batch_size": 10}})
+    assert response.status_code == 400
+
+
+def test_path_segments_are_url_decoded(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/authentication", AUTHENTICATOR)
+    call(emqx, "POST", USERS, {"user_id": "a/b c", "password": "pw-123456"})
+    assert call(emqx, "GET", f"{USERS}/a%2Fb%20c").json()["user_id"] == "a/b c"
+    assert call(emqx, "GET", "/authentication/password_based%3Abuilt_in_database").status_code == 200
+
+
+# ---- connectors -------------------------------------------------------------------------
+
+
+def test_connector_create_fills_defaults_and_get_redacts_authorization(emqx: EmqxDouble) -> None:
+    body = {**CONNECTOR, "headers": {"authorization": "Bearer s3cr3t"}}
+    assert call(emqx, "POST", "/connectors", body).status_code == 201
+    got = call(emqx, "GET", "/connectors/http:ingest").json()
+    assert got["headers"] == {"authorization": "******"} and got["pool_size"] == 8
+    assert got["type"] == "http" and got["name"] == "ingest" and got["status"] == "connected"
+
+
+def test_duplicate_connector_is_400_already_exists(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/connectors", CONNECTOR)
+    response = call(emqx, "POST", "/connectors", CONNECTOR)
+    assert response.status_code == 400 and code(response) == "ALREADY_EXISTS"
+
+
+def test_connector_put_with_type_or_name_is_400(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/connectors", CONNECTOR)
+    assert call(emqx, "PUT", "/connectors/http:ingest", {"url": "http://x:1", "type": "http"}).status_code == 400
+    assert call(emqx, "PUT", "/connectors/http:ingest", {"url": "http://x:1", "name": "ingest"}).status_code == 400
+    assert call(emqx, "PUT", "/connectors/http:ingest", {"url": "http://x:1"}).status_code == 200
+
+
+def test_connector_put_on_missing_is_404(emqx: EmqxDouble) -> None:
+    assert call(emqx, "PUT", "/connectors/http:nope", {"url": "http://x:1"}).status_code == 404
+
+
+def test_redacted_value_in_put_keeps_the_stored_secret(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/connectors", {**CONNECTOR, "headers": {"authorization": "Bearer keep-me"}})
+    call(emqx, "PUT", "/connectors/http:ingest", {"url": "http://x:1", "headers": {"authorization": "******"}})
+    with emqx.state() as state:
+        assert state.connectors["ingest"]["headers"]["authorization"] == "Bearer keep-me"
+
+
+def test_connector_in_use_cannot_be_deleted(emqx: EmqxDouble) -> None:
+    with_connector_and_action(emqx)
+    response = call(emqx, "DELETE", "/connectors/http:ingest")
+    assert response.status_code == 400 and "active channels" in response.json()["message"]
+    assert emqx.count("connectors") == 1
+
+
+def test_delete_missing_connector_is_404_and_lists_are_plain_arrays(emqx: EmqxDouble) -> None:
+    assert call(emqx, "DELETE", "/connectors/http:nope").status_code == 404
+    call(emqx, "POST", "/connectors", CONNECTOR)
+    assert [c["name"] for c in call(emqx, "GET", "/connectors").json()] == ["ingest"]
+
+
+# ---- actions ----------------------------------------------------------------------------
+
+
+def test_action_needs_an_existing_connector(emqx: EmqxDouble) -> None:
+    response = call(emqx, "POST", "/actions", ACTION)
+    assert response.status_code == 400
+    assert json.loads(response.json()["message"])["reason"] == "connector_not_found_or_wrong_type"
+
+
+def test_action_get_redacts_authorization_header(emqx: EmqxDouble) -> None:
+    with_connector_and_action(emqx)
+    headers = call(emqx, "GET", "/actions/http:tenant_a").json()["parameters"]["headers"]
+    assert headers == {"X-Tenant": "a", "Authorization": "******"}
+
+
+def test_duplicate_action_is_400_already_exists_and_put_missing_is_404(emqx: EmqxDouble) -> None:
+    with_connector_and_action(emqx)
+    assert code(call(emqx, "POST", "/actions", ACTION)) == "ALREADY_EXISTS"
+    put_body = {k: v for k, v in ACTION.items() if k not in ("type", "name")}
+    assert call(emqx, "PUT", "/actions/http:other", put_body).status_code == 404
+    assert call(emqx, "PUT", "/actions/http:tenant_a", {**put_body, "name": "tenant_a"}).status_code == 400
+
+
+def test_action_referenced_by_a_rule_cannot_be_deleted(emqx: EmqxDouble) -> None:
+    with_connector_and_action(emqx)
+    call(emqx, "POST", "/rules", RULE)
+    response = call(emqx, "DELETE", "/actions/http:tenant_a")
+    assert response.status_code == 400 and response.json()["rules"] == ["tenant_a"]
+    assert emqx.count("actions") == 1
+
+
+def test_also_delete_dep_actions_removes_the_reference_and_keeps_the_rule(emqx: EmqxDouble) -> None:
+    with_connector_and_action(emqx)
+    call(emqx, "POST", "/rules", RULE)
+    assert call(emqx, "DELETE", "/actions/http:tenant_a?also_delete_dep_actions=true").status_code == 204
+    assert call(emqx, "GET", "/rules/tenant_a").json()["actions"] == []
+
+
+# ---- rules ------------------------------------------------------------------------------
+
+
+def test_rule_create_and_get_shape(emqx: EmqxDouble) -> None:
+    created = call(emqx, "POST", "/rules", RULE)
+    assert created.status_code == 201
+    got = call(emqx, "GET", "/rules/tenant_a").json()
+    assert got["from"] == ["tenants/a/#"] and got["enable"] is True and "created_at" in got
+
+
+def test_duplicate_rule_id_is_400_bad_request(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/rules", RULE)
+    response = call(emqx, "POST", "/rules", RULE)
+    assert response.status_code == 400 and code(response) == "BAD_REQUEST"
+    assert "rule id already exists" in response.json()["message"]
+
+
+@pytest.mark.parametrize("field", ["from", "created_at", "action_details", "metadata"])
+def test_rule_body_with_get_only_fields_is_400(emqx: EmqxDouble, field: str) -> None:
+    call(emqx, "POST", "/rules", RULE)
+    got = call(emqx, "GET", "/rules/tenant_a").json()
+    body = {"sql": RULE["sql"], field: got.get(field, {})}
+    assert call(emqx, "PUT", "/rules/tenant_a", body).status_code == 400
+
+
+def test_rule_without_from_is_400_and_webhook_ids_are_normalised(emqx: EmqxDouble) -> None:
+    assert call(emqx, "POST", "/rules", {"id": "x", "sql": "SELECT 1"}).status_code == 400
+    created = call(emqx, "POST", "/rules", {**RULE, "actions": ["webhook:tenant_a"]}).json()
+    assert created["actions"] == ["http:tenant_a"]
+
+
+def test_rule_put_in_5_8_is_an_upsert_that_replaces(emqx: EmqxDouble) -> None:
+    assert call(emqx, "PUT", "/rules/new", {"sql": RULE["sql"], "actions": ["http:x"]}).status_code == 200
+    call(emqx, "PUT", "/rules/new", {"sql": RULE["sql"], "description": "d"})
+    assert call(emqx, "GET", "/rules/new").json()["actions"] == []  # omitted -> default
+
+
+def test_rule_put_in_6x_is_404_when_missing_and_merges(emqx_6x: EmqxDouble) -> None:
+    assert call(emqx_6x, "PUT", "/rules/new", {"sql": RULE["sql"]}).status_code == 404
+    call(emqx_6x, "POST", "/rules", RULE)
+    call(emqx_6x, "PUT", "/rules/tenant_a", {"description": "d"})
+    assert call(emqx_6x, "GET", "/rules/tenant_a").json()["actions"] == ["http:tenant_a"]
+
+
+def test_rules_list_is_paginated_in_descending_order(emqx: EmqxDouble) -> None:
+    for rule_id in ("a", "b", "c"):
+        call(emqx, "POST", "/rules", {**RULE, "id": rule_id})
+    page = call(emqx, "GET", "/rules?limit=2").json()
+    assert [r["id"] for r in page["data"]] == ["c", "b"] and page["meta"]["hasnext"] is True
+    assert call(emqx, "GET", "/rules?page=0").status_code == 400
+
+
+def test_deleting_a_missing_rule_is_404(emqx: EmqxDouble) -> None:
+    assert call(emqx, "DELETE", "/rules/nope").status_code == 404
+
+
+# ---- authentication ---------------------------------------------------------------------
+
+
+def test_authenticator_create_is_200_and_duplicate_409(emqx: EmqxDouble) -> None:
+    created = call(emqx, "POST", "/authentication", AUTHENTICATOR)
+    assert created.status_code == 200 and created.json()["id"] == "password_based:built_in_database"
+    duplicate = call(emqx, "POST", "/authentication", AUTHENTICATOR)
+    assert duplicate.status_code == 409 and code(duplicate) == "ALREADY_EXISTS"
+    assert isinstance(call(emqx, "GET", "/authentication").json(), list)
+
+
+def test_authenticator_put_cannot_change_type_and_404_when_missing(emqx: EmqxDouble) -> None:
+    path = "/authentication/password_based:built_in_database"
+    assert call(emqx, "PUT", path, AUTHENTICATOR).status_code == 404
+    call(emqx, "POST", "/authentication", AUTHENTICATOR)
+    assert call(emqx, "PUT", path, {**AUTHENTICATOR, "backend": "http"}).status_code == 400
+    assert call(emqx, "PUT", path, {**AUTHENTICATOR, "enable": False}).status_code == 204
+
+
+def test_deleting_the_authenticator_erases_its_users(emqx: EmqxDouble) -> None:
+    path = "/authentication/password_based:built_in_database"
+    assert call(emqx, "DELETE", path).status_code == 404  # no global chain yet
+    call(emqx, "POST", "/authentication", AUTHENTICATOR)
+    call(emqx, "POST", USERS, {"user_id": "dev1", "password": "pw-123456"})
+    assert call(emqx, "DELETE", path).status_code == 204
+    assert emqx.count("authn_users") == 0
+    assert call(emqx, "DELETE", path).status_code == 204  # idempotent once the chain exists
+
+
+def test_duplicate_user_is_409_and_passwords_are_never_returned(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/authentication", AUTHENTICATOR)
+    created = call(emqx, "POST", USERS, {"user_id": "dev1", "password": "pw-123456"})
+    assert created.status_code == 201 and created.json() == {"user_id": "dev1", "is_superuser": False}
+    assert call(emqx, "POST", USERS, {"user_id": "dev1", "password": "other"}).status_code == 409
+    listed = call(emqx, "GET", USERS).json()
+    assert listed["data"] == [{"user_id": "dev1", "is_superuser": False}] and "meta" in listed
+
+
+def test_user_put_requires_password_and_is_404_when_missing(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/authentication", AUTHENTICATOR)
+    assert call(emqx, "PUT", f"{USERS}/nope", {"password": "pw-123456"}).status_code == 404
+    call(emqx, "POST", USERS, {"user_id": "dev1", "password": "pw-123456"})
+    assert call(emqx, "PUT", f"{USERS}/dev1", {"is_superuser": True}).status_code == 400
+    assert call(emqx, "PUT", f"{USERS}/dev1", {"password": "new", "user_id": "dev1"}).status_code == 400
+
+
+def test_user_without_authenticator_is_400_once_the_chain_exists(emqx: EmqxDouble) -> None:
+    body = {"user_id": "dev1", "password": "pw-123456"}
+    assert call(emqx, "POST", USERS, body).status_code == 404
+    call(emqx, "POST", "/authentication", AUTHENTICATOR)
+    call(emqx, "DELETE", "/authentication/password_based:built_in_database")
+    assert call(emqx, "POST", USERS, body).status_code == 400
+
+
+# ---- authorization ----------------------------------------------------------------------
+
+
+def test_default_sources_hold_only_the_file_source(emqx: EmqxDouble) -> None:
+    sources = call(emqx, "GET", "/authorization/sources").json()["sources"]
+    assert [(s["type"], s["enable"]) for s in sources] == [("file", True)]
+
+
+def test_builtin_source_post_prepends_and_duplicate_is_400(emqx: EmqxDouble) -> None:
+    body = {"type": "built_in_database", "enable": True, "max_rules": 10}
+    assert call(emqx, "POST", "/authorization/sources", body).status_code == 204
+    first = call(emqx, "GET", "/authorization/sources").json()["sources"][0]
+    assert first["type"] == "built_in_database"
+    duplicate = call(emqx, "POST", "/authorization/sources", body)
+    assert duplicate.status_code == 400 and "duplicated_authz_source_type" in duplicate.json()["message"]
+
+
+def test_source_put_needs_matching_type_and_unknown_type_is_400(emqx: EmqxDouble) -> None:
+    assert call(emqx, "PUT", "/authorization/sources/file", {"enable": False}).status_code == 400
+    assert call(emqx, "GET", "/authorization/sources/nosuch").status_code == 400
+    assert call(emqx, "GET", "/authorization/sources/built_in_database").status_code == 404
+    file_source = call(emqx, "GET", "/authorization/sources/file").json()
+    assert call(emqx, "PUT", "/authorization/sources/file", {**file_source, "enable": False}).status_code == 204
+
+
+def test_deleting_an_enabled_builtin_source_wipes_its_rules_but_a_disabled_one_keeps_them(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/authorization/sources", {"type": "built_in_database", "enable": False})
+    with emqx.state() as state:
+        state.authz_user_rules["dev1"] = [{"topic": "t", "permission": "allow", "action": "all"}]
+    call(emqx, "DELETE", "/authorization/sources/built_in_database")
+    assert emqx.count("authz_user_rules") == 1
+    call(emqx, "POST", "/authorization/sources", {"type": "built_in_database", "enable": True})
+    call(emqx, "DELETE", "/authorization/sources/built_in_database")
+    assert emqx.count("authz_user_rules") == 0
+
+
+def test_authz_user_rules_post_conflict_writes_nothing(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/authorization/sources", {"type": "built_in_database"})
+    rules = [{"topic": "tenants/a/#", "permission": "allow", "action": "publish"}]
+    assert call(emqx, "POST", AUTHZ_USERS, [{"username": "dev1", "rules": rules}]).status_code == 204
+    both = [{"username": "dev2", "rules": rules}, {"username": "dev1", "rules": rules}]
+    assert call(emqx, "POST", AUTHZ_USERS, both).status_code == 409
+    assert emqx.count("authz_user_rules") == 1
+
+
+def test_authz_user_rules_put_is_an_upsert_with_defaults_filled(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/authorization/sources", {"type": "built_in_database"})
+    rules = [{"topic": "tenants/a/#", "permission": "allow", "action": "publish"}]
+    assert call(emqx, "PUT", f"{AUTHZ_USERS}/dev1", {"username": "dev1", "rules": rules}).status_code == 204
+    got = call(emqx, "GET", f"{AUTHZ_USERS}/dev1").json()
+    assert got["rules"] == [{**rules[0], "qos": [0, 1, 2], "retain": "all"}]
+    assert call(emqx, "PUT", f"{AUTHZ_USERS}/dev1", {"username": "other", "rules": rules}).status_code == 500
+    assert call(emqx, "DELETE", f"{AUTHZ_USERS}/nope").status_code == 404
+
+
+def test_authz_rules_need_the_builtin_source_and_a_valid_action(emqx: EmqxDouble) -> None:
+    rules = [{"topic": "t", "permission": "allow", "action": "publish"}]
+    assert call(emqx, "PUT", f"{AUTHZ_USERS}/dev1", {"username": "dev1", "rules": rules}).status_code == 404
+    call(emqx, "POST", "/authorization/sources", {"type": "built_in_database", "max_rules": 1})
+    bad = [{"topic": "t", "permission": "allow", "action": "pubsub"}]
+    assert call(emqx, "PUT", f"{AUTHZ_USERS}/dev1", {"username": "dev1", "rules": bad}).status_code == 400
+    assert call(emqx, "PUT", f"{AUTHZ_USERS}/dev1", {"username": "dev1", "rules": rules * 2}).status_code == 400
+
+
+def test_settings_put_in_5_8_needs_all_three_keys(emqx: EmqxDouble) -> None:
+    assert call(emqx, "GET", "/authorization/settings").json()["no_match"] == "allow"
+    assert call(emqx, "PUT", "/authorization/settings", {"no_match": "deny"}).status_code == 500
+    full = {"no_match": "deny", "deny_action": "disconnect", "cache": {"enable": True}}
+    answer = call(emqx, "PUT", "/authorization/settings", full)
+    assert answer.status_code == 200 and answer.json()["cache"]["max_size"] == 32
+
+
+def test_settings_put_rejects_unknown_keys_and_values(emqx: EmqxDouble) -> None:
+    full = {"no_match": "deny", "deny_action": "disconnect", "cache": {"enable": True}}
+    assert call(emqx, "PUT", "/authorization/settings", {**full, "sources": []}).status_code == 400
+    assert call(emqx, "PUT", "/authorization/settings", {**full, "no_match": "maybe"}).status_code == 400
+    assert call(emqx, "PUT", "/authorization/settings", {**full, "cache": {"size": 1}}).status_code == 400
+
+
+def test_user_post_rejects_unknown_fields_and_empty_ids(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/authentication", AUTHENTICATOR)
+    assert call(emqx, "POST", USERS, {"user_id": "d", "password": "p", "role": "x"}).status_code == 400
+    assert call(emqx, "POST", USERS, {"user_id": "", "password": "p"}).status_code == 400
+
+
+def test_settings_put_in_6x_resets_omitted_keys(emqx_6x: EmqxDouble) -> None:
+    call(emqx_6x, "PUT", "/authorization/settings", {"no_match": "allow", "deny_action": "disconnect",
+                                                     "cache": {"enable": True}})
+    call(emqx_6x, "PUT", "/authorization/settings", {"no_match": "allow"})
+    assert call(emqx_6x, "GET", "/authorization/settings").json()["deny_action"] == "ignore"
+
+
+# ---- test-only access -------------------------------------------------------------------
+
+
+def test_state_can_be_changed_directly_and_calls_are_recorded(emqx: EmqxDouble) -> None:
+    call(emqx, "POST", "/rules", RULE)
+    with emqx.state() as state:
+        state.rules["tenant_a"]["enable"] = False
+    assert call(emqx, "GET", "/rules/tenant_a").json()["enable"] is False
+    assert emqx.calls_to("POST", "/api/v5/rules") == ["/api/v5/rules"]

@@ -1,0 +1,237 @@
+"""The smoke check: its row polling against real PostgreSQL, and the whole command against mosquitto.
+
+The end-to-end tests put a stand-in for EMQX's rule + the ingest service
+between the broker and the database: a subscriber that writes each message of
+the tenants it is told to forward into that tenant's ``telemetry`` table.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from components.providers.telemetry_ddl import telemetry_table_ddl
+from tests.tools.conftest import ACME, PASSWORDS, UMC, Broker
+from tools import smoke
+from tools.smoke import wait_for_rows
+
+SCHEMAS = {UMC: "tenant_uberlandia_medical_center", ACME: "tenant_acme_labs"}
+PREFIXES = {"umc": UMC, "acme": ACME}
+
+
+@dataclass
+class TenantDatabase:
+    superuser_dsn: str
+    endpoint: str  # databaseEndpoint: no credentials
+    readers: dict[str, tuple[str, str]]  # slug -> (role, password)
+
+    def insert(self, slug: str, topic: str, payload: dict) -> None:
+        table = sql.Identifier(SCHEMAS[slug], "telemetry")
+        with psycopg.connect(self.superuser_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (time, device_id, topic, payload, msg_id) VALUES (now(), %s, %s, %s, %s)"
+                ).format(table),
+                (topic.split("/")[2], topic, json.dumps(payload), uuid.uuid4().hex),
+            )
+
+    def outputs(self, broker: Broker) -> dict:
+        outputs = broker.outputs(database_endpoint=self.endpoint)
+        for slug, (role, password) in self.readers.items():
+            outputs["tenants"][slug]["readerRole"] = role
+            outputs["readerPasswords"][slug] = password
+        return outputs
+
+
+@pytest.fixture()
+def tenant_database(database: str) -> Iterator[TenantDatabase]:
+    """Both tenants' schemas and tables, and a reader role per tenant that may SELECT only its own schema."""
+    suffix = uuid.uuid4().hex[:8]
+    readers = {slug: (f"{schema}_reader_{suffix}", f"pw-{slug}") for slug, schema in SCHEMAS.items()}
+    params = conninfo_to_dict(database)
+    with psycopg.connect(database, autocommit=True) as conn:
+        for slug, schema in SCHEMAS.items():
+            role, password = readers[slug]
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            for statement in telemetry_table_ddl(schema):
+                conn.execute(statement)
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+            )
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sql.Identifier(role)))
+            conn.execute(
+                sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
+                    sql.Identifier(schema), sql.Identifier(role)
+                )
+            )
+    endpoint = f"postgresql://{params['host']}:{params['port']}/{params['dbname']}"
+    yield TenantDatabase(database, endpoint, readers)
+    with psycopg.connect(database, autocommit=True) as conn:
+        for role, _ in readers.values():
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture()
+def ingest_stand_in(broker: Broker, tenant_database: TenantDatabase) -> Iterator[set[str]]:
+    """Forwards messages of the slugs in the yielded set from the broker into their tables."""
+    forwarded: set[str] = set()
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"stand-in-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set("watcher", PASSWORDS["watcher"])
+    subscribed = threading.Event()
+
+    def on_message(client, userdata, message):
+        slug = PREFIXES.get(message.topic.split("/")[1])
+        if slug in forwarded:
+            tenant_database.insert(slug, message.topic, json.loads(message.payload))
+
+    client.on_message = on_message
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.subscribe("tenants/#", qos=1)
+    assert subscribed.wait(10), "the stand-in's SUBACK never came"
+    yield forwarded
+    client.disconnect()
+    client.loop_stop()
+
+
+def reader_dsn(db: TenantDatabase, slug: str) -> str:
+    role, password = db.readers[slug]
+    return psycopg.conninfo.make_conninfo(db.endpoint, user=role, password=password)
+
+
+def test_wait_for_rows_counts_only_the_runs_rows(tenant_database: TenantDatabase) -> None:
+    topic = "tenants/umc/umc_device-0/telemetry"
+    for seq in (1, 2):
+        tenant_database.insert(UMC, topic, {"run_id": "run-mine", "seq": seq})
+    tenant_database.insert(UMC, topic, {"run_id": "run-other", "seq": 1})
+    tenant_database.insert(UMC, topic, {"seq": 1})
+
+    assert wait_for_rows(reader_dsn(tenant_database, UMC), SCHEMAS[UMC], "run-mine", 2, timeout=5) == 2
+
+
+def test_wait_for_rows_sees_rows_that_arrive_while_it_polls(tenant_database: TenantDatabase) -> None:
+    def late_insert() -> None:
+        time.sleep(0.5)
+        for seq in (1, 2, 3):
+            tenant_database.insert(UMC, "tenants/umc/umc_device-0/telemetry", {"run_id": "run-late", "seq": seq})
+
+    writer = threading.Thread(target=late_insert)
+    writer.start()
+    try:
+        stored = wait_for_rows(reader_dsn(tenant_database, UMC), SCHEMAS[UMC], "run-late", 3, timeout=30, interval=0.1)
+    finally:
+        writer.join()
+    assert stored == 3
+
+
+def test_wait_for_rows_gives_up_with_what_it_found(tenant_database: TenantDatabase) -> None:
+    tenant_database.insert(UMC, "tenants/umc/umc_device-0/telemetry", {"run_id": "run-short", "seq": 1})
+
+    assert wait_for_rows(reader_dsn(tenant_database, UMC), SCHEMAS[UMC], "run-short", 3, timeout=0.3, interval=0.1) == 1
+
+
+def test_a_reader_cannot_poll_another_tenants_schema(tenant_database: TenantDatabase) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        wait_for_rows(reader_dsn(tenant_database, UMC), SCHEMAS[ACME], "any", 1, timeout=0.1)
+
+
+def test_smoke_passes_when_every_tenants_messages_are_stored(
+    broker: Broker,
+    tenant_database: TenantDatabase,
+    ingest_stand_in: set[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ingest_stand_in.update({UMC, ACME})
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(tenant_database.outputs(broker)))
+
+    code = smoke.main(["--outputs-file", str(outputs), "--timeout", "20"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0, lines
+    assert lines[0].startswith(f"PASS {ACME}: 3/3 messages stored in {SCHEMAS[ACME]}.telemetry")
+    assert lines[1].startswith(f"PASS {UMC}: 3/3 messages stored in {SCHEMAS[UMC]}.telemetry")
+    assert lines[2] == "smoke: 2 of 2 tenants passed"
+
+
+def test_smoke_fails_the_tenant_whose_messages_never_arrive(
+    broker: Broker,
+    tenant_database: TenantDatabase,
+    ingest_stand_in: set[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ingest_stand_in.add(UMC)  # acme's messages are published and acknowledged, but never stored
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(tenant_database.outputs(broker)))
+
+    code = smoke.main(["--outputs-file", str(outputs), "--timeout", "1", "--messages", "2"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert lines[0].startswith(f"FAIL {ACME}: 0/2 messages stored in {SCHEMAS[ACME]}.telemetry after 1 s")
+    assert "check the ingest service logs" in lines[0]
+    assert lines[1].startswith(f"PASS {UMC}: 2/2 messages stored")
+    assert lines[2] == "smoke: 1 of 2 tenants passed"
+
+
+def test_smoke_reports_broker_and_database_problems_per_tenant(
+    broker: Broker,
+    tenant_database: TenantDatabase,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outputs = tenant_database.outputs(broker)
+    outputs["deviceCredentials"][UMC]["umc_device"] = "wrong"
+    outputs["readerPasswords"][ACME] = "wrong"
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs))
+
+    code = smoke.main(["--outputs-file", str(path), "--timeout", "1"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert lines[0].startswith(
+        f"FAIL {ACME}: cannot read {SCHEMAS[ACME]}.telemetry as {tenant_database.readers[ACME][0]}"
+    )
+    assert lines[1].startswith(
+        f"FAIL {UMC}: publishing failed: the MQTT broker at {broker.host}:{broker.port} refused user 'umc_device'"
+    )
+    assert lines[2] == "smoke: 0 of 2 tenants passed"
+
+
+def test_smoke_checks_only_the_named_tenant_and_rejects_unknown_ones(
+    broker: Broker,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = broker.write_outputs(tmp_path / "outputs.json")
+
+    code = smoke.main(["--outputs-file", str(path), "--tenant", "nope"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert lines == [
+        (
+            f"FAIL nope: tenant 'nope' is not in the stack outputs (known tenants: {ACME}, {UMC}): "
+            "check --tenant, or add it to telemetry:tenants and run `pulumi up`"
+        ),
+        "smoke: 0 of 1 tenants passed",
+    ]
