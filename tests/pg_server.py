@@ -13,7 +13,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+
+from tests.net import free_port
 
 SUPERUSER = "postgres"
 SUPERUSER_PASSWORD = "test-superuser-password"
@@ -51,19 +52,13 @@ def timescaledb_installed(bindir: Path) -> bool:
     return bool(glob.glob(f"{libdir}/timescaledb*.so")) and Path(sharedir, "extension", "timescaledb.control").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class PostgresServer:
     """One PostgreSQL cluster in a temporary directory."""
 
     bindir: Path
     preload_timescaledb: bool = False
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="telemetry-pg-")))
 
     @property

@@ -22,6 +22,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.net import free_port
+
 UMC = "uberlandia-medical-center"
 ACME = "acme-labs"
 PASSWORDS = {
@@ -37,12 +39,6 @@ def _find(binary: str) -> str | None:
     return shutil.which(binary) or next(
         (p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}") if os.access(p, os.X_OK)), None
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -105,7 +101,7 @@ def start_broker(root: Path) -> Broker:
         "".join(f"user {user}\ntopic readwrite {pattern}\n\n" for user, pattern in ACL.items())
         + "user watcher\ntopic read tenants/#\n"
     )
-    port = _free_port()
+    port = free_port()
     # Started as root, mosquitto would switch to the 'mosquitto' user, who cannot read pytest's private tmp folders.
     stay_root = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(

@@ -177,9 +177,9 @@ def test_unknown_tenant_names_the_known_ones(broker: Broker, tmp_path: Path) -> 
 
 def test_unreachable_broker_names_the_address(broker: Broker, tmp_path: Path) -> None:
     # A port that was free a moment ago: nothing listens there.
-    from tests.tools.conftest import _free_port
+    from tests.net import free_port
 
-    port = _free_port()
+    port = free_port()
     outputs = broker.write_outputs(tmp_path / "outputs.json", mqttEndpoint=f"mqtt://127.0.0.1:{port}")
 
     completed = simulate("--outputs-file", str(outputs), "--tenant", UMC)

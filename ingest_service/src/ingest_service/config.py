@@ -1,0 +1,97 @@
+"""Settings read from the environment; every error names the variable and the fix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+INGEST_MODES = ("batched", "naive")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message is one sentence for the operator."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    port: int = 8000
+    host: str = "0.0.0.0"
+    workers: int = 2
+    batch_max_rows: int = 500
+    batch_max_wait_ms: float = 0.0
+    batch_writers: int = 1
+    queue_max_rows: int = 20_000
+    max_body_bytes: int = 1_048_576
+    registry_reload_seconds: float = 30.0
+    registry_forced_reload_ms: float = 100.0
+    db_timeout_seconds: float = 5.0
+    db_pool_size: int = 4
+    log_level: str = "INFO"
+    ingest_mode: str = "batched"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer; set it to a whole number between {minimum} and {maximum}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={value} is out of range; set it between {minimum} and {maximum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to a number between {minimum} and {maximum}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={value} is out of range; set it between {minimum} and {maximum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...], upper: bool = False) -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value = raw.upper() if upper else raw.lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} is not valid; use one of {', '.join(choices)}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError with a one-line message on the first problem."""
+    env = os.environ if env is None else env
+    database_url = env.get("DATABASE_URL", "").strip()
+    if not database_url:
+        raise ConfigError(
+            "DATABASE_URL is not set; set it to the writer role's PostgreSQL DSN, "
+            "e.g. postgresql://ingest_writer:PASSWORD@timescaledb:5432/telemetry"
+        )
+    return Settings(
+        database_url=database_url,
+        port=_int(env, "PORT", 8000, 1, 65535),
+        host=env.get("HOST", "").strip() or "0.0.0.0",
+        workers=_int(env, "WORKERS", 2, 1, 64),
+        batch_max_rows=_int(env, "BATCH_MAX_ROWS", 500, 1, 100_000),
+        batch_max_wait_ms=_float(env, "BATCH_MAX_WAIT_MS", 0.0, 0.0, 1000.0),
+        batch_writers=_int(env, "BATCH_WRITERS", 1, 1, 32),
+        queue_max_rows=_int(env, "QUEUE_MAX_ROWS", 20_000, 1, 10_000_000),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576, 256, 1 << 30),
+        registry_reload_seconds=_float(env, "REGISTRY_RELOAD_SECONDS", 30.0, 0.1, 86_400.0),
+        registry_forced_reload_ms=_float(env, "REGISTRY_FORCED_RELOAD_MS", 100.0, 0.0, 60_000.0),
+        db_timeout_seconds=_float(env, "DB_TIMEOUT_SECONDS", 5.0, 0.1, 600.0),
+        db_pool_size=_int(env, "DB_POOL_SIZE", 4, 1, 200),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        ingest_mode=_choice(env, "INGEST_MODE", "batched", INGEST_MODES),
+    )

@@ -1,0 +1,222 @@
+"""The tenant registry: who may write, where, and with which token.
+
+Loaded at start, reloaded on every NOTIFY on ``telemetry_registry`` (a
+dedicated connection that reconnects after outages), by a fallback poll, and
+on demand when a request names a tenant or token we do not know: EMQX never
+retries a 401 or 404, so a tenant created a moment ago must not be refused
+because its notification is still in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+
+import psycopg
+
+log = logging.getLogger("ingest_service.registry")
+
+CHANNEL = "telemetry_registry"
+LOAD_SQL = """
+SELECT slug, schema_name, topic_prefix, token_sha256, previous_token_sha256,
+       extract(epoch FROM previous_token_expires_at)::float8
+FROM telemetry_registry.tenants
+WHERE enabled
+"""
+LISTEN_RETRY_MAX_SECONDS = 2.0
+
+
+class RegistryUnavailable(Exception):
+    """The registry could not be read (database down): the caller answers 503, EMQX retries."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    slug: str
+    schema_name: str
+    topic_prefix: str  # the full prefix a topic must start with: "tenants/<prefix>/"
+    token_sha256: bytes
+    previous_token_sha256: bytes | None
+    previous_token_expires_at: float | None
+
+    def accepts(self, token: bytes) -> bool:
+        digest = hashlib.sha256(token).hexdigest().encode()
+        if hmac.compare_digest(digest, self.token_sha256):
+            return True
+        if self.previous_token_sha256 is not None and self.previous_token_expires_at is not None:
+            return time.time() < self.previous_token_expires_at and hmac.compare_digest(digest, self.previous_token_sha256)
+        return False
+
+
+def _hex(value: str | None) -> bytes | None:
+    return value.strip().lower().encode() if value else None
+
+
+class Registry:
+    def __init__(self, database_url: str, poll_seconds: float, connect_timeout: float,
+                 forced_reload_min_seconds: float = 0.1) -> None:
+        self._database_url = database_url
+        self._forced_min = forced_reload_min_seconds
+        self._query_conn: psycopg.AsyncConnection | None = None
+        self._poll_seconds = poll_seconds
+        self._connect_timeout = connect_timeout
+        self.tenants: dict[str, Tenant] = {}
+        self.loaded = False
+        self._last_forced = 0.0
+        self._inflight: asyncio.Future | None = None
+        self._inflight_started = 0.0
+        self._completed_started = 0.0
+        self._tasks: list[asyncio.Task] = []
+
+    async def _connect(self) -> psycopg.AsyncConnection:
+        return await psycopg.AsyncConnection.connect(
+            self._database_url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout)),
+            application_name="telemetry-ingest-registry",
+        )
+
+    async def _load(self) -> None:
+        # One kept connection for the queries (the LISTEN connection is busy waiting for notifications).
+        try:
+            if self._query_conn is None or self._query_conn.closed:
+                self._query_conn = await self._connect()
+            async with asyncio.timeout(self._connect_timeout):
+                rows = await (await self._query_conn.execute(LOAD_SQL)).fetchall()
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, OSError, TimeoutError)):
+                # Reachable but refusing (privilege, missing table): an operator must act.
+                log.error("registry cannot be read", extra={"fields": {"error": _first_line(exc)}})
+            await self._drop_query_conn()
+            raise RegistryUnavailable(_first_line(exc)) from exc
+        tenants = {}
+        for slug, schema_name, prefix, token, previous, expires in rows:
+            tenants[slug] = Tenant(
+                slug=slug,
+                schema_name=schema_name,
+                topic_prefix=f"tenants/{prefix}/",
+                token_sha256=_hex(token) or b"",
+                previous_token_sha256=_hex(previous),
+                previous_token_expires_at=expires,
+            )
+        changed = tenants != self.tenants
+        self.tenants = tenants
+        self.loaded = True
+        if changed:
+            log.info("registry loaded", extra={"fields": {"tenants": len(tenants)}})
+
+    async def reload(self) -> None:
+        """Reload now; concurrent callers share one query."""
+        if self._inflight is not None:
+            return await asyncio.shield(self._inflight)
+        loop = asyncio.get_running_loop()
+        self._inflight = future = loop.create_future()
+        started = self._inflight_started = time.monotonic()
+        try:
+            await self._load()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: there may be no other waiter
+            raise
+        else:
+            self._completed_started = max(self._completed_started, started)
+            future.set_result(None)
+        finally:
+            self._inflight = None
+
+    async def lookup(self, slug: str) -> Tenant | None:
+        tenant = self.tenants.get(slug)
+        if tenant is None:
+            await self.force_reload()
+            tenant = self.tenants.get(slug)
+        return tenant
+
+    async def force_reload(self) -> None:
+        """Return once a reload that started after this call has completed.
+
+        Such reloads are started at most every REGISTRY_FORCED_RELOAD_MS per process and
+        shared by every request waiting for one, so a flood of unknown tenants or tokens
+        costs the database a few queries a second, and no request is refused on stale data.
+        Raises RegistryUnavailable when the database cannot be read.
+        """
+        arrived = time.monotonic()
+        while True:
+            if self._completed_started >= arrived:
+                return
+            if self._inflight is not None:
+                started = self._inflight_started
+                try:
+                    await asyncio.shield(self._inflight)
+                except RegistryUnavailable:
+                    if started >= arrived:
+                        raise
+                continue
+            delay = self._last_forced + self._forced_min - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            self._last_forced = time.monotonic()
+            await self.reload()
+            return
+
+    async def start(self) -> None:
+        try:
+            await self.reload()
+        except RegistryUnavailable as exc:
+            log.warning("registry not loaded at start; will retry", extra={"fields": {"error": str(exc)}})
+        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._poll())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._drop_query_conn()
+
+    async def _drop_query_conn(self) -> None:
+        conn, self._query_conn = self._query_conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception:
+                pass
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds if self.loaded else 1.0)
+            try:
+                await self.reload()
+            except RegistryUnavailable:
+                pass
+            except Exception:
+                log.exception("registry poll failed")
+
+    async def _listen(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                async with await self._connect() as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    # Notifications sent while we were not listening are lost: catch up first.
+                    await self.reload()
+                    delay = 0.1
+                    async for _ in conn.notifies():
+                        await self.reload()
+            except asyncio.CancelledError:
+                raise
+            except (RegistryUnavailable, psycopg.Error, OSError) as exc:
+                log.warning("registry listener disconnected; reconnecting",
+                            extra={"fields": {"error": _first_line(exc), "retry_in": delay}})
+            except Exception:
+                log.exception("registry listener failed; reconnecting")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LISTEN_RETRY_MAX_SECONDS)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,67 @@
+"""Start-up configuration and the message rules that need no database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import orjson
+import pytest
+from ingest_service.config import ConfigError, load_settings
+from ingest_service.messages import RequestError, parse_rows, payload_json
+
+
+def _run(env: dict[str, str]) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PORT", "WORKERS")}
+    return subprocess.run([sys.executable, "-m", "ingest_service"], env={**base, **env}, capture_output=True,
+                          text=True, timeout=30, check=False)
+
+
+def test_missing_database_url_is_one_clear_line_and_exit_code_2():
+    result = _run({})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DATABASE_URL is not set" in lines[0]
+
+
+def test_invalid_setting_names_the_variable():
+    result = _run({"DATABASE_URL": "postgresql://x@127.0.0.1:1/x", "WORKERS": "many"})
+    assert result.returncode == 2
+    assert "WORKERS='many' is not an integer" in result.stderr
+
+
+def test_defaults():
+    settings = load_settings({"DATABASE_URL": "postgresql://x@db/x"})
+    assert (settings.port, settings.workers, settings.ingest_mode, settings.log_level) == (8000, 2, "batched", "INFO")
+    with pytest.raises(ConfigError, match="INGEST_MODE"):
+        load_settings({"DATABASE_URL": "postgresql://x@db/x", "INGEST_MODE": "fast"})
+
+
+@pytest.mark.parametrize(
+    ("payload", "stored"),
+    [
+        ('{"t": 1}', '{"t": 1}'),  # JSON text is stored as sent
+        ("plain", '"plain"'),
+        ('{"a":"\\u0000"}', orjson.dumps('{"a":"\\u0000"}').decode()),
+        ("a\x00b", '{"base64":"YQBi"}'),
+        ({"t": 1}, '{"t":1}'),
+        (None, "null"),
+    ],
+)
+def test_payload_json(payload, stored):
+    assert payload_json(payload) == stored
+
+
+def test_rows_are_checked_before_anything_is_written():
+    body = orjson.dumps([
+        {"id": "1", "clientid": "d", "topic": "tenants/a/x", "payload": "p", "publish_received_at": 5},
+        {"id": "2", "clientid": "d", "topic": "tenants/b/x", "payload": "p", "publish_received_at": 5},
+    ])
+    with pytest.raises(RequestError) as refused:
+        parse_rows(body, "tenants/a/")
+    assert refused.value.status == 403
+    assert parse_rows(body[:-1] + b"]", "tenants/")[0] == (5, "d", "tenants/a/x", '"p"', "1")
+    with pytest.raises(RequestError, match="longer than"):
+        parse_rows(orjson.dumps({"id": "1", "clientid": "é" * 600, "topic": "tenants/a/x", "payload": "",
+                                 "publish_received_at": 1}), "tenants/a/")
