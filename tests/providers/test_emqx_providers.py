@@ -767,3 +767,53 @@ def test_resources_register_typed_secret_inputs(monkeypatch: pytest.MonkeyPatch)
     assert rpc.is_rpc_secret(action_inputs["bearer_token"])
     _, user_secrets, user_inputs = registered["user"]
     assert {"password", "password_sha256"} <= set(user_secrets) and rpc.is_rpc_secret(user_inputs["password"])
+
+
+# ---- the double's refusals, met through the providers ------------------------------------------
+
+
+def test_an_unknown_body_field_is_refused_and_reported_with_emqxs_reason(emqx: EmqxDouble) -> None:
+    # bcrypt takes salt_rounds, not salt_position: EMQX's schema check refuses the unknown field.
+    props = authenticator_props(emqx) | {"password_hash_algorithm": {"name": "bcrypt", "salt_position": "suffix"}}
+    with pytest.raises(p.EmqxApiError) as failure:
+        p.EmqxAuthenticatorProvider().create(props)
+    message = str(failure.value)
+    assert message.startswith("EMQX authenticator 'password_based:built_in_database': POST /authentication failed "
+                              "with HTTP 400 BAD_REQUEST")
+    assert "salt_position" in message and "unknown_fields" in message
+    assert emqx.count("authenticators") == 0
+
+
+def test_a_body_sent_without_json_content_type_gets_415(emqx: EmqxDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The client always labels its JSON; were it to forget, EMQX (and the double) answer 415.
+    send = requests.Session.request
+
+    def without_content_type(self, method, url, **kwargs):
+        kwargs["headers"] = {k: v for k, v in (kwargs.get("headers") or {}).items() if k != "Content-Type"}
+        return send(self, method, url, **kwargs)
+
+    prepare_connector(emqx)
+    p.EmqxActionProvider().create(action_props(emqx))
+    monkeypatch.setattr(requests.Session, "request", without_content_type)
+    with pytest.raises(p.EmqxApiError, match=r"POST /rules failed with HTTP 415 UNSUPPORTED_MEDIA_TYPE"):
+        p.EmqxRuleProvider().create(rule_props(emqx))
+    assert emqx.count("rules") == 0
+
+
+def test_an_action_force_deleted_in_the_dashboard_is_drift_on_its_rule_too(emqx: EmqxDouble) -> None:
+    """Someone deletes the action in the dashboard, telling EMQX to drop it from its rules too."""
+    prepare_connector(emqx)
+    action, rule = p.EmqxActionProvider(), p.EmqxRuleProvider()
+    action_outs = action.create(action_props(emqx)).outs
+    rule_outs = rule.create(rule_props(emqx)).outs
+    answer = api(emqx, "DELETE", "/actions/http:tenant_a?also_delete_dep_actions=true")
+    assert answer.status_code == 204
+    # refresh: the action is gone, and the rule that survived no longer points at it
+    assert action.read("http:tenant_a", action_outs).id is None
+    refreshed = rule.read("tenant_a", rule_outs).outs
+    assert refreshed["actions"] == []
+    assert rule.diff("tenant_a", refreshed, rule_props(emqx)).changes is True
+    # up: the action is created again and the rule updated back to it
+    action.create(action_props(emqx))
+    rule.update("tenant_a", refreshed, rule_props(emqx))
+    assert in_state(emqx, lambda s: s.rules["tenant_a"]["actions"]) == ["http:tenant_a"]
