@@ -2,6 +2,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
+# e.g. make test PYTEST_ARGS='-m "not integration"'
+PYTEST_ARGS ?=
 
 .PHONY: deploy test test-unit smoke preview destroy
 
@@ -15,7 +17,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt ingest_service/pyproje
 	touch $@
 
 test: $(VENV)/.installed ## Run every test layer (those whose prerequisites are missing skip with the reason)
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit

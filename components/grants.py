@@ -190,8 +190,12 @@ def to_sql(grant: PlannedGrant) -> sql.Composed:
 
     Run it inside one transaction, as the provider does.  Mirrors
     ``createRevokeQuery``/``createGrantQuery`` of terraform-provider-postgresql
-    (v1.26, the base of pulumi_postgresql 3.18) and
-    ``revokeRoleDefaultPrivileges``/``grantRoleDefaultPrivileges``.
+    (commit ff936b9, released as v1.27.0: the ``upstream`` of pulumi_postgresql
+    3.18) and ``revokeRoleDefaultPrivileges``/``grantRoleDefaultPrivileges``.
+    Its ``table`` grants cover relations of relkind ``r`` only, which includes
+    a hypertable; TimescaleDB passes a GRANT or REVOKE on a hypertable (also
+    through ``ALL TABLES IN SCHEMA``) on to its chunks, and new chunks copy the
+    hypertable's ACL.
     """
     role = sql.Identifier(grant.role)
     schema = sql.Identifier(grant.schema)

@@ -90,7 +90,9 @@ class IngestService(pulumi.ComponentResource):
         image = docker.Image(
             f"{resource_name}-image",
             image_name=f"{args.name_prefix}-ingest:{source_digest()}",
-            build=docker.DockerBuildArgs(context=str(SERVICE_DIR), dockerfile=str(SERVICE_DIR / "Dockerfile")),
+            # Relative to the project folder (where Pulumi runs the program), so the
+            # inputs do not change with the checkout's location.
+            build=docker.DockerBuildArgs(context=SERVICE_DIR.name),  # its Dockerfile is the default
             skip_push=True,
             opts=child,
         )

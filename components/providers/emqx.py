@@ -117,6 +117,22 @@ def _secret_values(value: Any, key: str = "") -> list[str]:
     return []
 
 
+def _wire(value: Any) -> Any:
+    """A request body as EMQX's schema wants it: whole numbers as JSON integers.
+
+    The Pulumi engine carries every number as a float64, so a dynamic provider receives
+    `pool_size=8.0`, `max_rules=100.0`, `cache.max_size=32.0`...; EMQX's integer fields
+    (typerefl `pos_integer()`, `range(1, N)`) refuse `8.0` with a 400 schema error.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _wire(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wire(item) for item in value]
+    return value
+
+
 def _scrub(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         if len(secret) >= 4:
@@ -199,7 +215,7 @@ class EmqxApi:
         headers = {"Accept": "application/json"}
         data = None
         if body is not None:
-            data = json.dumps(body).encode()
+            data = json.dumps(_wire(body)).encode()
             headers["Content-Type"] = "application/json"  # EMQX answers 415 without it
         try:
             response = self._session.request(method, url, data=data, headers=headers, auth=self._auth,
@@ -253,7 +269,7 @@ def _show(value: Any, key: str) -> str:
         return "nothing"
     if key.lower() in SENSITIVE_KEYS:
         return REDACTED
-    return json.dumps(value, sort_keys=True)
+    return json.dumps(_wire(value), sort_keys=True)  # 8, not the engine's 8.0
 
 
 def differences(desired: Any, actual: Any, path: str) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -20,7 +20,13 @@ import pulumi
 import pulumi.dynamic
 from psycopg import sql
 
-from components.providers.telemetry_ddl import REGISTRY_CHANNEL, REGISTRY_SCHEMA, REGISTRY_TABLE, registry_ddl
+from components.providers.telemetry_ddl import (
+    REGISTRY_CHANNEL,
+    REGISTRY_NOTIFY_TRIGGER,
+    REGISTRY_SCHEMA,
+    REGISTRY_TABLE,
+    registry_ddl,
+)
 from components.providers.timescale import (
     DEFAULT_READY_TIMEOUT,
     ProviderError,
@@ -52,6 +58,15 @@ def _registry_exists(conn: psycopg.Connection) -> bool:
     return row is not None and row[0] is not None
 
 
+def _notifies(conn: psycopg.Connection) -> bool:
+    """Whether the NOTIFY trigger the ingest service reloads on is there and enabled."""
+    row = conn.execute(
+        "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s AND tgenabled <> 'D'",
+        (_TABLE.as_string(conn), REGISTRY_NOTIFY_TRIGGER),
+    ).fetchone()
+    return row is not None
+
+
 def _timeout(props: Mapping[str, Any]) -> float:
     return props.get("ready_timeout") or DEFAULT_READY_TIMEOUT
 
@@ -64,37 +79,41 @@ class TenantRegistryProvider(pulumi.dynamic.ResourceProvider):
 
     _name = f"TenantRegistry {REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
 
-    def _outputs(self, props: Mapping[str, Any]) -> dict[str, Any]:
+    def _outputs(self, props: Mapping[str, Any], notifies: bool = True) -> dict[str, Any]:
         return {
             "dsn": props["dsn"],
             "ready_timeout": props.get("ready_timeout"),
             "schema_name": REGISTRY_SCHEMA,
             "table": REGISTRY_TABLE,
-            "channel": REGISTRY_CHANNEL,
+            # None when the NOTIFY trigger is gone: refresh shows it, and the next up restores it.
+            "channel": REGISTRY_CHANNEL if notifies else None,
         }
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         with connect(props["dsn"], self._name, _timeout(props)) as conn:
             with sql_call(self._name, "creating the registry schema, table and triggers"):
                 _create_registry(conn)
-            conn.commit()
+                conn.commit()
         return pulumi.dynamic.CreateResult(f"{REGISTRY_SCHEMA}.{REGISTRY_TABLE}", self._outputs(props))
 
     def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
         with (
             connect(props["dsn"], self._name, _timeout(props)) as conn,
-            sql_call(self._name, "looking up the registry table"),
+            sql_call(self._name, "looking up the registry table and its NOTIFY trigger"),
         ):
             exists = _registry_exists(conn)
-        return pulumi.dynamic.ReadResult(id_, self._outputs(props)) if exists else pulumi.dynamic.ReadResult("", {})
+            notifies = exists and _notifies(conn)
+        if not exists:
+            return pulumi.dynamic.ReadResult("", {})
+        return pulumi.dynamic.ReadResult(id_, self._outputs(props, notifies))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
         changed = [
             key for key in ("dsn", "ready_timeout") if is_unknown(news.get(key)) or olds.get(key) != news.get(key)
         ]
-        return pulumi.dynamic.DiffResult(
-            changes=bool(changed), replaces=[], stables=["schema_name", "table", "channel"]
-        )
+        if "channel" in olds and olds["channel"] != REGISTRY_CHANNEL:
+            changed.append("channel")  # refresh found the NOTIFY trigger missing: update re-creates it
+        return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=[], stables=["schema_name", "table"])
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
         # Re-running the idempotent DDL also repairs a trigger dropped by hand.
@@ -114,7 +133,7 @@ class TenantRegistryProvider(pulumi.dynamic.ResourceProvider):
                     )
                     return
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(REGISTRY_SCHEMA)))
-            conn.commit()
+                conn.commit()
 
 
 @dataclass
@@ -176,7 +195,9 @@ def _registration_outputs(props: Mapping[str, Any], row: Mapping[str, Any]) -> d
         "enabled": row["enabled"],
         "token_sha256": row["token_sha256"],
         "previous_token_sha256": row["previous_token_sha256"],
-        "previous_token_expires_at": expires.isoformat() if expires else None,
+        # psycopg returns it in the session's TimeZone (PGTZ, the role's or the server's):
+        # UTC makes the output the same whoever runs `pulumi refresh`.
+        "previous_token_expires_at": expires.astimezone(UTC).isoformat() if expires else None,
     }
 
 
@@ -340,7 +361,7 @@ class TenantRegistrationProvider(pulumi.dynamic.ResourceProvider):
             with sql_call(name, "deleting the registry row"):
                 if _registry_exists(conn):
                     conn.execute(sql.SQL("DELETE FROM {} WHERE slug = %s").format(_TABLE), (props["slug"],))
-            conn.commit()
+                conn.commit()
 
 
 @dataclass

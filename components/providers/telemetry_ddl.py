@@ -15,6 +15,7 @@ REGISTRY_SCHEMA = "telemetry_registry"
 REGISTRY_TABLE = "tenants"
 # The ingest service LISTENs here; the payload is the changed tenant's slug.
 REGISTRY_CHANNEL = "telemetry_registry"
+REGISTRY_NOTIFY_TRIGGER = "notify_tenant_change"
 
 TELEMETRY_TABLE = "telemetry"
 TELEMETRY_UNIQUE_INDEX = "telemetry_msg_id_time_key"
@@ -27,6 +28,8 @@ def registry_ddl() -> list[sql.Composed]:
     table = sql.Identifier(REGISTRY_SCHEMA, REGISTRY_TABLE)
     notify_fn = sql.Identifier(REGISTRY_SCHEMA, "notify_tenant_change")
     touch_fn = sql.Identifier(REGISTRY_SCHEMA, "touch_updated_at")
+    touch_trigger = sql.Identifier("touch_updated_at")
+    notify_trigger = sql.Identifier(REGISTRY_NOTIFY_TRIGGER)
     return [
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema),
         sql.SQL(
@@ -55,15 +58,14 @@ def registry_ddl() -> list[sql.Composed]:
                 RETURN NULL;
             END $$"""
         ).format(notify_fn, sql.Literal(REGISTRY_CHANNEL)),
-        sql.SQL("DROP TRIGGER IF EXISTS touch_updated_at ON {}").format(table),
+        sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(touch_trigger, table),
+        sql.SQL("CREATE TRIGGER {} BEFORE UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
+            touch_trigger, table, touch_fn
+        ),
+        sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(notify_trigger, table),
         sql.SQL(
-            "CREATE TRIGGER touch_updated_at BEFORE UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()"
-        ).format(table, touch_fn),
-        sql.SQL("DROP TRIGGER IF EXISTS notify_tenant_change ON {}").format(table),
-        sql.SQL(
-            "CREATE TRIGGER notify_tenant_change AFTER INSERT OR UPDATE OR DELETE ON {} "
-            "FOR EACH ROW EXECUTE FUNCTION {}()"
-        ).format(table, notify_fn),
+            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()"
+        ).format(notify_trigger, table, notify_fn),
     ]
 
 

@@ -83,8 +83,13 @@ def connect(dsn: str, resource: str, timeout: float = DEFAULT_READY_TIMEOUT) -> 
                     f"{resource}: PostgreSQL at {server_address(dsn)} did not accept connections "
                     f"within {float(timeout):g}s: {reason}; start the database (or raise ready_timeout)"
                 ) from None
-        except psycopg.ProgrammingError as error:
-            raise ProviderError(f"{resource}: the dsn input is not a valid connection string: {error}") from None
+        except psycopg.ProgrammingError:
+            # libpq's parse error quotes the offending part of the string, which may be the password.
+            raise ProviderError(
+                f"{resource}: the dsn input is not a valid connection string (libpq could not parse it; "
+                "its message is not shown because it may quote the password); check the dsn, and "
+                "percent-encode special characters in a postgresql:// URI"
+            ) from None
         time.sleep(delay)
         delay = min(delay * 2, 2.0)
 
@@ -115,20 +120,23 @@ def is_unknown(value: Any) -> bool:
 
 # --------------------------------------------------------------------------- intervals
 
+_DAY_MICROS = 86_400_000_000
+# PostgreSQL keeps an interval as (months, days, microseconds).  Months stay a
+# field of their own: "1 year" and "360 days" compare equal with `=`, but a
+# policy subtracts its window from now() with calendar arithmetic.
+_UNIT_MONTHS = {"month": 1, "year": 12, "decade": 120}
 _UNIT_MICROS = {
     "microsecond": 1,
     "millisecond": 1_000,
     "second": 1_000_000,
     "minute": 60_000_000,
     "hour": 3_600_000_000,
-    "day": 86_400_000_000,
-    "week": 7 * 86_400_000_000,
-    # PostgreSQL compares intervals with a month of 30 days and a day of 24 hours
-    # (interval_cmp_value); TimescaleDB turns intervals into microseconds the same way.
-    "month": 30 * 86_400_000_000,
-    "year": 360 * 86_400_000_000,
-    "decade": 3600 * 86_400_000_000,
+    "day": _DAY_MICROS,
+    "week": 7 * _DAY_MICROS,
 }
+# PostgreSQL compares intervals with a month of 30 days and a day of 24 hours
+# (interval_cmp_value); TimescaleDB turns a chunk interval into microseconds the same way.
+_MONTH_MICROS = 30 * _DAY_MICROS
 _UNIT_ALIASES = {
     "us": "microsecond",
     "usec": "microsecond",
@@ -175,13 +183,15 @@ _TOKEN = re.compile(
 )
 
 
-def interval_micros(text: str) -> int:
-    """Microseconds of a PostgreSQL interval literal, compared the way PostgreSQL compares them.
+def interval_parts(text: str) -> tuple[int, int]:
+    """``(months, microseconds)`` of a PostgreSQL interval literal; days count as 24 hours.
 
     Accepts the forms PostgreSQL prints and the usual ones people write:
     ``1 day``, ``24:00:00``, ``1 days``, ``1d``, ``2 hours 30 minutes``,
     ``1 year 2 mons 3 days 04:05:06``, ``@ 7 days ago``.  Raises ``ValueError``
     for anything else (ISO 8601 ``P1D`` included) rather than guessing.
+    Fractions follow PostgreSQL's input rules: a fraction of a year or decade
+    is rounded to whole months, a fraction of a month becomes 30-day days.
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{text!r} is not an interval")
@@ -190,7 +200,7 @@ def interval_micros(text: str) -> int:
     body = body.removeprefix("@")
     if body.endswith(" ago"):
         body, sign = body[: -len(" ago")], -1
-    total, position, seen = 0, 0, False
+    months, micros, position, seen = 0, 0, 0, False
     while position < len(body):
         match = _TOKEN.match(body, position)
         if not match or match.end() == position:
@@ -202,21 +212,42 @@ def interval_micros(text: str) -> int:
             parts = clock.lstrip("+-").split(":")
             hours, minutes = int(parts[0]), int(parts[1])
             seconds = float(parts[2]) if len(parts) > 2 else 0.0
-            micros = hours * 3_600_000_000 + minutes * 60_000_000 + round(seconds * 1_000_000)
-            total += -micros if negative else micros
+            clock_micros = hours * 3_600_000_000 + minutes * 60_000_000 + round(seconds * 1_000_000)
+            micros += -clock_micros if negative else clock_micros
+            continue
+        unit = match.group("unit")
+        unit = _UNIT_ALIASES.get(unit, unit)
+        number = float(match.group("number"))
+        if unit == "month":
+            whole = int(number)
+            months += whole
+            micros += round((number - whole) * _MONTH_MICROS)
+        elif unit in _UNIT_MONTHS:
+            months += round(number * _UNIT_MONTHS[unit])
+        elif unit in _UNIT_MICROS:
+            micros += round(number * _UNIT_MICROS[unit])
         else:
-            unit = match.group("unit")
-            unit = _UNIT_ALIASES.get(unit, unit)
-            if unit not in _UNIT_MICROS:
-                raise ValueError(f"{text!r}: unknown interval unit {match.group('unit')!r}")
-            total += round(float(match.group("number")) * _UNIT_MICROS[unit])
+            raise ValueError(f"{text!r}: unknown interval unit {match.group('unit')!r}")
     if not seen:
         raise ValueError(f"{text!r} is not an interval")
-    return sign * total
+    return sign * months, sign * micros
+
+
+def interval_micros(text: str) -> int:
+    """Microseconds of a PostgreSQL interval literal, compared the way PostgreSQL compares them.
+
+    A month counts as 30 days (see :func:`interval_parts` for the accepted forms).
+    """
+    months, micros = interval_parts(text)
+    return months * _MONTH_MICROS + micros
 
 
 def same_interval(left: str | None, right: str | None) -> bool:
-    """Whether two optional interval texts mean the same span ("1 day" == "24:00:00")."""
+    """Whether two optional interval texts mean the same span ("1 day" == "24:00:00").
+
+    PostgreSQL's ``=``, and what a chunk interval becomes: TimescaleDB stores it
+    in microseconds, a month as 30 days.
+    """
     if left is None or right is None:
         return left is None and right is None
     try:
@@ -225,9 +256,29 @@ def same_interval(left: str | None, right: str | None) -> bool:
         return left.strip() == right.strip()
 
 
-def _keep_spelling(actual: str | None, preferred: str | None) -> str | None:
+def same_window(left: str | None, right: str | None) -> bool:
+    """Whether two optional policy windows drop or compress the same chunks.
+
+    A policy computes ``now() - window`` with calendar arithmetic, so months
+    must match on their own: "1 year" is "12 months" but not "360 days".
+    Days count as 24 hours, as they do in a database whose TimeZone has no
+    daylight saving time (the timescale/timescaledb image runs in UTC).
+    """
+    if left is None or right is None:
+        return left is None and right is None
+    try:
+        return interval_parts(left) == interval_parts(right)
+    except ValueError:
+        return left.strip() == right.strip()
+
+
+# How each interval input is compared with the server's value.
+_SAME = {"chunk_interval": same_interval, "retention": same_window, "compress_after": same_window}
+
+
+def _keep_spelling(actual: str | None, preferred: str | None, same=same_interval) -> str | None:
     """Report the user's own spelling when the server's value means the same span."""
-    return preferred if actual is not None and same_interval(actual, preferred) else actual
+    return preferred if actual is not None and same(actual, preferred) else actual
 
 
 # --------------------------------------------------------------------------- hypertable state
@@ -269,6 +320,9 @@ def _timescaledb_version(conn: psycopg.Connection) -> str | None:
 
 def read_state(conn: psycopg.Connection, schema_name: str) -> HypertableState:
     """The real state from the catalog and ``timescaledb_information`` (for read, diff and adopt)."""
+    # Interval text follows the session's IntervalStyle, which a database or role may set to
+    # iso_8601 ('P1D'); the policies this transaction adds store their windows in it too.
+    conn.execute("SET LOCAL IntervalStyle = 'postgres'")
     columns = tuple(
         row[0]
         for row in conn.execute(
@@ -336,7 +390,7 @@ def _differences(state: HypertableState, props: Mapping[str, Any]) -> list[str]:
     ):
         if label != "chunk_interval" and actual is None:
             continue
-        if not same_interval(actual, wanted):
+        if not _SAME[label](actual, wanted):
             found.append(f"{label} is {_show(actual)} on the server but {_show(wanted)} in the stack")
     return found
 
@@ -351,8 +405,8 @@ def _outputs(props: Mapping[str, Any], state: HypertableState) -> dict[str, Any]
         "schema_name": props["schema_name"],
         "table": TELEMETRY_TABLE,
         "chunk_interval": _keep_spelling(state.chunk_interval, props.get("chunk_interval")),
-        "retention": _keep_spelling(state.retention, props.get("retention")),
-        "compress_after": _keep_spelling(state.compress_after, props.get("compress_after")),
+        "retention": _keep_spelling(state.retention, props.get("retention"), same_window),
+        "compress_after": _keep_spelling(state.compress_after, props.get("compress_after"), same_window),
         "retention_job_id": state.retention_job_id,
         "compression_job_id": state.compression_job_id,
         "timescaledb_version": state.timescaledb_version,
@@ -437,10 +491,10 @@ def _converge(conn: psycopg.Connection, props: Mapping[str, Any], state: Hyperta
                 sql.SQL("SELECT set_chunk_time_interval({}, %s::interval)").format(_regclass(schema_name)),
                 (props["chunk_interval"],),
             )
-    if not same_interval(state.retention, props.get("retention")):
+    if not same_window(state.retention, props.get("retention")):
         with sql_call(name, f"setting the retention policy to {_show(props.get('retention'))}"):
             _set_retention(conn, schema_name, props.get("retention"))
-    if not same_interval(state.compress_after, props.get("compress_after")):
+    if not same_window(state.compress_after, props.get("compress_after")):
         with sql_call(name, f"setting the compression policy to {_show(props.get('compress_after'))}"):
             _set_compression(conn, schema_name, props.get("compress_after"), state.compression_enabled)
 
@@ -471,7 +525,8 @@ class HypertableProvider(pulumi.dynamic.ResourceProvider):
         name, schema_name = _resource_name(props), props["schema_name"]
         with connect(props["dsn"], name, props.get("ready_timeout") or DEFAULT_READY_TIMEOUT) as conn:
             _ensure_timescaledb(conn, props)
-            conn.commit()
+            with sql_call(name, "committing CREATE EXTENSION timescaledb"):
+                conn.commit()
             with sql_call(name, "reading the existing schema and table"):
                 _require_schema(conn, props)
                 existing = read_state(conn, schema_name)
@@ -528,7 +583,7 @@ class HypertableProvider(pulumi.dynamic.ResourceProvider):
             replaces.append("schema_name")
         changed = list(replaces)
         for key in ("chunk_interval", "retention", "compress_after"):
-            if is_unknown(news.get(key)) or not same_interval(olds.get(key), news.get(key)):
+            if is_unknown(news.get(key)) or not _SAME[key](olds.get(key), news.get(key)):
                 changed.append(key)
         for key in ("dsn", "ready_timeout"):
             if is_unknown(news.get(key)) or olds.get(key) != news.get(key):
@@ -568,7 +623,7 @@ class HypertableProvider(pulumi.dynamic.ResourceProvider):
             if props.get("drop_data_on_delete"):
                 with sql_call(name, "DROP TABLE"):
                     conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(_relation(schema_name)))
-                conn.commit()
+                    conn.commit()
                 pulumi.log.warn(f"{name}: dropped the table and all its data (drop_data_on_delete is set)")
                 return
             # The data stays; the background jobs go, because every job holds one of the
@@ -583,7 +638,7 @@ class HypertableProvider(pulumi.dynamic.ResourceProvider):
                             _regclass(schema_name)
                         )
                     )
-                conn.commit()
+                    conn.commit()
             pulumi.log.warn(
                 f"{name}: kept the table {schema_name}.{TELEMETRY_TABLE} with its data, indexes and hypertable "
                 "settings and removed its retention and compression policies; drop it by hand, or set "

@@ -6,7 +6,14 @@ It stands in for the broker in provider tests, so it enforces what
 * HTTP Basic auth with one configured key/secret; `/status` and `/api/v5/status` need none.
   401 `AUTHORIZATION_HEADER_ERROR` without a usable header, 401 `BAD_API_KEY_OR_SECRET` for a
   wrong key or secret, both with `WWW-Authenticate`.
-* Bodies must be JSON (`Content-Type: application/json`, else 415); unknown fields are 400.
+* Bodies must be JSON (`Content-Type: application/json`, else 415); unknown fields are 400, and
+  so are wrongly typed values the way EMQX's hocon schema sees them: `8.0` or `true` for an
+  integer field, a duration that is not like "15s", a non-boolean `enable`. (The Pulumi engine
+  turns every number into a float, so a provider that forwards `pool_size=8.0` is caught here.)
+* Responses are shaped like EMQX's: defaults filled in, `created_at`/`last_modified_at` on
+  actions, the `file` authorization source read and written as its `rules` text (no `path`), and
+  secrets redacted as emqx_utils_redact does it (sensitive keys; inside `headers` only the
+  Authorization and Proxy-Authorization headers; never a lone `${placeholder}`).
 * Connectors, actions, rules, the built-in-database authenticator and its users, the
   `built_in_database` and `file` authorization sources, per-username authorization rules and
   the authorization settings, with the documented status codes, duplicates, delete-order
@@ -36,8 +43,20 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 REDACTED = "******"
-# Keys whose scalar values EMQX replaces by "******" in responses (emqx_utils_redact).
-SENSITIVE_KEYS = frozenset({"password", "secret", "token", "authorization", "proxy-authorization"})
+# emqx_utils_redact:is_sensitive_key/1: keys (compared exactly) whose values EMQX replaces by
+# "******" in responses. Inside a `headers` map only the header names below count, compared
+# case-insensitively after trimming (is_sensitive_header/1); other headers are never redacted.
+SENSITIVE_KEYS = frozenset(
+    {"account_key", "aws_secret_access_key", "password", "private_key", "secret", "secret_access_key",
+     "access_key_secret", "access_key_id", "secret_key", "security_token", "sp_private_key", "token", "jwt",
+     "bind_password"}
+)
+SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization"})
+# redact_v/1 keeps a value that is one placeholder (`${var}`) and `file://` references.
+SINGLE_PLACEHOLDER = re.compile(r"^\$\{[^{}]*\}$")
+# hocon_postprocess:duration/1 ("15s", "1h30m", "500ms"); emqx_schema's duration types also take
+# plain integers (milliseconds). Floats, "15 s" or "15sec" are schema errors.
+DURATION_PATTERN = re.compile(r"^([0-9.]+(f|w|d|h|ms|m|s))+$", re.IGNORECASE)
 NAME_PATTERN = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z_]*$")
 BUILTIN_AUTHN_ID = "password_based:built_in_database"
 KNOWN_AUTHZ_SOURCE_TYPES = frozenset(
@@ -69,7 +88,9 @@ CONNECTOR_DEFAULTS: dict[str, Any] = {
     "resource_opts": {"health_check_interval": "15s", "start_after_created": True, "start_timeout": "5s"},
 }
 ACTION_FIELDS = frozenset(
-    {"connector", "enable", "description", "tags", "parameters", "resource_opts", "local_topic"}
+    {"connector", "enable", "description", "tags", "parameters", "resource_opts", "local_topic",
+     # hidden in the schema (emqx_bridge_v2_schema:common_fields/0) but accepted, and returned by GET
+     "created_at", "last_modified_at"}
 )
 ACTION_PARAMETERS = frozenset({"path", "method", "headers", "body", "max_retries", "request_timeout"})
 ACTION_RESOURCE_OPTS = frozenset(
@@ -102,10 +123,13 @@ AUTHN_DEFAULTS: dict[str, Any] = {
     "bootstrap_type": "plain",
 }
 SIMPLE_HASHES = frozenset({"plain", "md5", "sha", "sha256", "sha512"})
+# The API schemas of the sources (emqx_authz_*_schema api_source_refs/0): the `file` source is
+# read and written through its `rules` text (required); `path` belongs to the config file only.
 AUTHZ_SOURCE_FIELDS = {
     "built_in_database": frozenset({"type", "enable", "max_rules"}),
-    "file": frozenset({"type", "enable", "rules", "path"}),
+    "file": frozenset({"type", "enable", "rules"}),
 }
+# Stored like the raw config plus the file's content; the API view drops `path` (read_files/1).
 DEFAULT_FILE_SOURCE: dict[str, Any] = {
     "type": "file",
     "enable": True,
@@ -148,6 +172,46 @@ def reject_unknown_fields(body: Any, allowed: frozenset[str], path: str) -> dict
     return body
 
 
+def require_int(value: Any, path: str, low: int | None = None, high: int | None = None) -> int:
+    """An integer field: JSON `8.0` (or `true`) is a schema error in EMQX, as it is here."""
+    if type(value) is not int or (low is not None and value < low) or (high is not None and value > high):
+        raise validation_error(path, f"expected an integer in [{low}, {high}]", value=value)
+    return value
+
+
+def require_duration(value: Any, path: str, infinity: bool = False) -> Any:
+    if type(value) is int and value >= 0:
+        return value
+    if isinstance(value, str) and (DURATION_PATTERN.match(value) or value.isdigit()
+                                   or (infinity and value == "infinity")):
+        return value
+    raise validation_error(path, "expected a duration such as \"15s\"", value=value)
+
+
+def require_bool(value: Any, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):  # hocon converts these strings
+        return value == "true"
+    raise validation_error(path, "expected a boolean", value=value)
+
+
+def require_enum(value: Any, path: str, allowed: tuple[str, ...]) -> Any:
+    if value not in allowed or not isinstance(value, str):
+        raise validation_error(path, f"expected one of {', '.join(allowed)}", value=value)
+    return value
+
+
+def require_object(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise validation_error(path, "expected an object")
+    return value
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
 def with_defaults(body: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults one level into nested objects; a supplied `headers` map replaces the default."""
     merged = copy.deepcopy(defaults)
@@ -159,24 +223,51 @@ def with_defaults(body: dict[str, Any], defaults: dict[str, Any]) -> dict[str, A
     return merged
 
 
+def is_sensitive_header(name: Any) -> bool:
+    return str(name).strip().lower() in SENSITIVE_HEADERS
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str) and (SINGLE_PLACEHOLDER.match(value) or value.startswith("file://")):
+        return value
+    return REDACTED  # any other value, strings, lists and objects alike
+
+
 def redact(value: Any) -> Any:
+    """emqx_utils_redact:redact/1."""
     if isinstance(value, dict):
-        return {
-            key: REDACTED if key.lower() in SENSITIVE_KEYS and not isinstance(item, (dict, list)) else redact(item)
-            for key, item in value.items()
-        }
+        redacted = {}
+        for key, item in value.items():
+            if key == "headers" and isinstance(item, dict):
+                redacted[key] = {h: _redacted(v) if is_sensitive_header(h) else v for h, v in item.items()}
+            elif key in SENSITIVE_KEYS:
+                redacted[key] = _redacted(item)
+            else:
+                redacted[key] = redact(item)
+        return redacted
     if isinstance(value, list):
         return [redact(item) for item in value]
     return value
 
 
-def deobfuscate(new: Any, old: Any) -> Any:
-    """A `******` in a PUT body means "keep the stored value" (emqx_utils:deobfuscate/2)."""
-    if new == REDACTED and old is not None:
-        return old
-    if isinstance(new, dict) and isinstance(old, dict):
-        return {key: deobfuscate(value, old.get(key)) for key, value in new.items()}
-    return new
+def deobfuscate(new: dict[str, Any], old: dict[str, Any],
+                sensitive: Callable[[Any], bool] = lambda key: False) -> dict[str, Any]:
+    """emqx_utils_redact:deobfuscate/2: a `******` under a sensitive key (or sensitive header) of a
+    PUT body means "keep the stored value"; one with nothing stored is dropped. A `******` under
+    any other key is taken literally."""
+    def is_redacted(key: Any, value: Any) -> bool:
+        return value == REDACTED and (key in SENSITIVE_KEYS or sensitive(key))
+
+    kept: dict[str, Any] = {}
+    for key, value in new.items():
+        if key not in old:
+            if not is_redacted(key, value):
+                kept[key] = value
+        elif isinstance(value, dict) and isinstance(old[key], dict):
+            kept[key] = deobfuscate(value, old[key], is_sensitive_header if key == "headers" else sensitive)
+        else:
+            kept[key] = old[key] if is_redacted(key, value) else value
+    return kept
 
 
 def now_rfc3339() -> str:
@@ -494,11 +585,24 @@ class EmqxDouble:
         url = body.get("url")
         if not isinstance(url, str) or not re.match(r"^https?://[^/@#]+", url) or "#" in url:
             raise validation_error(f"{path}.url", "bad or missing url")
-        resource_opts = body.get("resource_opts", {})
-        reject_unknown_fields(resource_opts, CONNECTOR_RESOURCE_OPTS, f"{path}.resource_opts")
+        resource_opts = reject_unknown_fields(body.get("resource_opts", {}), CONNECTOR_RESOURCE_OPTS,
+                                              f"{path}.resource_opts")
+        for key in ("health_check_interval", "start_timeout"):
+            if key in resource_opts:
+                require_duration(resource_opts[key], f"{path}.resource_opts.{key}")
+        if "start_after_created" in resource_opts:
+            require_bool(resource_opts["start_after_created"], f"{path}.resource_opts.start_after_created")
         for key in ("pool_size", "enable_pipelining"):
-            if key in body and (not isinstance(body[key], int) or body[key] < 1):
-                raise validation_error(f"{path}.{key}", "must be an integer >= 1")
+            if key in body:
+                require_int(body[key], f"{path}.{key}", low=1)
+        if "connect_timeout" in body:
+            require_duration(body["connect_timeout"], f"{path}.connect_timeout")
+        if "pool_type" in body:
+            require_enum(body["pool_type"], f"{path}.pool_type", ("random", "hash"))
+        if "headers" in body:
+            require_object(body["headers"], f"{path}.headers")
+        if "enable" in body:
+            require_bool(body["enable"], f"{path}.enable")
         return with_defaults({k: v for k, v in body.items() if k not in CONNECTOR_DROPPED_FIELDS},
                              CONNECTOR_DEFAULTS)
 
@@ -573,10 +677,32 @@ class EmqxDouble:
         parameters = reject_unknown_fields(body["parameters"], ACTION_PARAMETERS, f"{path}.parameters")
         if parameters.get("method", "post") not in ("post", "put", "get", "delete"):
             raise validation_error(f"{path}.parameters.method", "must be post, put, get or delete")
+        if "headers" in parameters:
+            require_object(parameters["headers"], f"{path}.parameters.headers")
+        if "max_retries" in parameters:
+            require_int(parameters["max_retries"], f"{path}.parameters.max_retries", low=0)
+        for key in ("path", "body"):
+            if key in parameters and not isinstance(parameters[key], str):
+                raise validation_error(f"{path}.parameters.{key}", "expected a string template")
         resource_opts = reject_unknown_fields(body.get("resource_opts", {}), ACTION_RESOURCE_OPTS,
                                               f"{path}.resource_opts")
         if resource_opts.get("query_mode", "async") not in ("async", "sync"):
             raise validation_error(f"{path}.resource_opts.query_mode", "must be async or sync")
+        for key in ("request_ttl", "request_timeout"):  # request_timeout: the alias of request_ttl
+            if key in resource_opts:
+                require_duration(resource_opts[key], f"{path}.resource_opts.{key}", infinity=True)
+        for key in ("health_check_interval", "metrics_flush_interval", "resume_interval"):
+            if key in resource_opts:
+                require_duration(resource_opts[key], f"{path}.resource_opts.{key}")
+        if "inflight_window" in resource_opts:
+            require_int(resource_opts["inflight_window"], f"{path}.resource_opts.inflight_window", low=1)
+        if "worker_pool_size" in resource_opts:
+            require_int(resource_opts["worker_pool_size"], f"{path}.resource_opts.worker_pool_size", 1, 1024)
+        if "enable" in body:
+            require_bool(body["enable"], f"{path}.enable")
+        for key in ("created_at", "last_modified_at"):
+            if key in body:
+                require_int(body[key], f"{path}.{key}")
         kept_opts = {k: v for k, v in resource_opts.items() if k not in ACTION_DROPPED_RESOURCE_OPTS}
         return with_defaults({**body, "resource_opts": kept_opts}, ACTION_DEFAULTS)
 
@@ -597,8 +723,8 @@ class EmqxDouble:
             raise bad_request(f"Invalid name format: {name!r}")
         if name in self._state.actions:
             raise bad_request("bridge already exists", code="ALREADY_EXISTS")
-        config = {k: v for k, v in body.items() if k not in ("type", "name")}
-        self._state.actions[name] = self._validate_action(config, "action")
+        config = self._validate_action({k: v for k, v in body.items() if k not in ("type", "name")}, "action")
+        self._state.actions[name] = self._stamped(config)
         return Answer(201, self._action_view(name))
 
     def _get_action(self, request: Request, captured: list[str]) -> Answer:
@@ -613,8 +739,15 @@ class EmqxDouble:
         if name not in self._state.actions:
             raise not_found(f"Bridge lookup failed: bridge named '{name}' of type http does not exist.")
         body = deobfuscate(body, self._state.actions[name])
-        self._state.actions[name] = self._validate_action(body, "action")
+        # created_at is reset unless the body carries it (section 13.8)
+        self._state.actions[name] = self._stamped(self._validate_action(body, "action"))
         return Answer(200, self._action_view(name))
+
+    @staticmethod
+    def _stamped(config: dict[str, Any]) -> dict[str, Any]:
+        """emqx_bridge_v2: ensure_created_at/1 keeps a given created_at; last_modified_at is now."""
+        now = now_ms()
+        return {**config, "created_at": config.get("created_at", now), "last_modified_at": now}
 
     def _delete_action(self, request: Request, captured: list[str]) -> Answer:
         name = self._action_name(captured[0])
@@ -658,6 +791,11 @@ class EmqxDouble:
 
     def _store_rule(self, rule_id: str, raw: dict[str, Any]) -> None:
         self._rule_sources(raw.get("sql"))
+        # The rules API checks no schema itself, but the config update does (hocon, 400 "Bad Arguments").
+        for key, kind in (("enable", bool), ("description", str), ("name", str)):
+            if key in raw and not isinstance(raw[key], kind):
+                raise bad_request(f"Bad Arguments: {{rules.{rule_id}.{key}, expected {kind.__name__}, "
+                                  f"got {raw[key]!r}}}")
         raw["actions"] = self._normalise_rule_actions(raw.get("actions", []))
         previous = self._state.rules.get(rule_id)
         created_at = previous["created_at"] if previous else now_rfc3339()
@@ -716,8 +854,7 @@ class EmqxDouble:
         name = algorithm["name"]
         if name == "bcrypt":
             reject_unknown_fields(algorithm, frozenset({"name", "salt_rounds"}), "password_hash_algorithm")
-            if not 5 <= algorithm.get("salt_rounds", 10) <= 10:
-                raise validation_error("password_hash_algorithm.salt_rounds", "must be 5..10")
+            require_int(algorithm.get("salt_rounds", 10), "password_hash_algorithm.salt_rounds", 5, 10)
         elif name in SIMPLE_HASHES:
             reject_unknown_fields(algorithm, frozenset({"name", "salt_position"}), "password_hash_algorithm")
             if algorithm.get("salt_position", "prefix") not in ("disable", "prefix", "suffix"):
@@ -725,6 +862,9 @@ class EmqxDouble:
         elif name == "pbkdf2":
             reject_unknown_fields(algorithm, frozenset({"name", "mac_fun", "iterations", "dk_length"}),
                                   "password_hash_algorithm")
+            for key in ("iterations", "dk_length"):
+                if key in algorithm:
+                    require_int(algorithm[key], f"password_hash_algorithm.{key}", low=1)
         else:
             raise validation_error("password_hash_algorithm.name", f"unknown algorithm {name!r}")
 
@@ -734,6 +874,8 @@ class EmqxDouble:
             raise validation_error("authentication", "the double supports only password_based:built_in_database")
         if body.get("user_id_type", "username") not in ("username", "clientid"):
             raise validation_error("authentication.user_id_type", "must be username or clientid")
+        if "enable" in body:
+            require_bool(body["enable"], "authentication.enable")
         algorithm = body.get("password_hash_algorithm", AUTHN_DEFAULTS["password_hash_algorithm"])
         self._validate_hash_algorithm(algorithm)
         if algorithm["name"] == "bcrypt":
@@ -768,7 +910,8 @@ class EmqxDouble:
         authn_id = captured[0]
         body = request.json_body()
         self._require_authenticator(authn_id)
-        if isinstance(body, dict) and f"{body.get('mechanism')}:{body.get('backend')}" != authn_id:
+        body = reject_unknown_fields(body, AUTHN_FIELDS, "authentication")
+        if f"{body.get('mechanism')}:{body.get('backend')}" != authn_id:
             raise bad_request("Change of authentication type is not allowed")
         body = deobfuscate(body, self._state.authenticators[authn_id])
         self._state.authenticators[authn_id] = self._validate_authenticator(body)
@@ -800,7 +943,7 @@ class EmqxDouble:
             raise bad_request("user_id and password are required and must not be empty")
         if user_id in self._state.authn_users:
             raise ApiError(409, "ALREADY_EXISTS", "User already exists")
-        is_superuser = bool(body.get("is_superuser", False))
+        is_superuser = require_bool(body.get("is_superuser", False), "user.is_superuser")
         self._state.authn_users[user_id] = {"password": password, "is_superuser": is_superuser}
         return Answer(201, {"user_id": user_id, "is_superuser": is_superuser})
 
@@ -820,7 +963,7 @@ class EmqxDouble:
         if user is None:
             raise not_found("User not found")
         user["password"] = body["password"]
-        user["is_superuser"] = bool(body.get("is_superuser", user["is_superuser"]))
+        user["is_superuser"] = require_bool(body.get("is_superuser", user["is_superuser"]), "user.is_superuser")
         return Answer(200, {"user_id": captured[1], "is_superuser": user["is_superuser"]})
 
     def _delete_user(self, request: Request, captured: list[str]) -> Answer:
@@ -841,15 +984,21 @@ class EmqxDouble:
         if source_type not in AUTHZ_SOURCE_FIELDS:
             raise validation_error("source.type", f"the double supports only {sorted(AUTHZ_SOURCE_FIELDS)}")
         body = reject_unknown_fields(body, AUTHZ_SOURCE_FIELDS[source_type], "source")
+        enable = require_bool(body.get("enable", True), "source.enable")
         if source_type == "built_in_database":
-            max_rules = body.get("max_rules", 100)
-            if not isinstance(max_rules, int) or max_rules < 1:
-                raise validation_error("source.max_rules", "must be a positive integer")
-            return {"type": source_type, "enable": bool(body.get("enable", True)), "max_rules": max_rules}
-        return {**DEFAULT_FILE_SOURCE, **body}
+            max_rules = require_int(body.get("max_rules", 100), "source.max_rules", low=1)
+            return {"type": source_type, "enable": enable, "max_rules": max_rules}
+        if not isinstance(body.get("rules"), str):
+            raise validation_error("source.rules", "required_field")
+        return {**DEFAULT_FILE_SOURCE, "enable": enable, "rules": body["rules"]}
+
+    @staticmethod
+    def _source_view(source: dict[str, Any]) -> dict[str, Any]:
+        # emqx_authz_file:read_files/1 answers the file's content as `rules`, without `path`.
+        return redact({k: v for k, v in source.items() if not (source["type"] == "file" and k == "path")})
 
     def _list_sources(self, request: Request, _: list[str]) -> Answer:
-        return Answer(200, {"sources": redact(self._state.authz_sources)})
+        return Answer(200, {"sources": [self._source_view(s) for s in self._state.authz_sources]})
 
     def _create_source(self, request: Request, _: list[str]) -> Answer:
         source = self._validate_source(request.json_body())
@@ -865,7 +1014,7 @@ class EmqxDouble:
         return source
 
     def _get_source(self, request: Request, captured: list[str]) -> Answer:
-        return Answer(200, redact(self._existing_source(captured[0])))
+        return Answer(200, self._source_view(self._existing_source(captured[0])))
 
     def _update_source(self, request: Request, captured: list[str]) -> Answer:
         body = request.json_body()
@@ -905,9 +1054,12 @@ class EmqxDouble:
             if rule.get("action") not in ("publish", "subscribe", "all"):
                 raise validation_error(f"rules.{index}.action", "must be publish, subscribe or all")
             qos = rule.get("qos", [0, 1, 2])
-            if not isinstance(qos, list) or not set(qos) <= {0, 1, 2}:
+            if not isinstance(qos, list):
                 raise validation_error(f"rules.{index}.qos", "must be a list of 0, 1, 2")
-            if rule.get("retain", "all") not in (True, False, "all"):
+            for item in qos:
+                require_int(item, f"rules.{index}.qos", 0, 2)
+            retain = rule.get("retain", "all")
+            if not (isinstance(retain, bool) or retain == "all"):
                 raise validation_error(f"rules.{index}.retain", "must be true, false or all")
             checked.append({"qos": [0, 1, 2], "retain": "all", **rule})
         return checked
@@ -923,6 +1075,8 @@ class EmqxDouble:
         if not isinstance(body, list):
             raise validation_error("users", "expected an array")
         entries = [reject_unknown_fields(e, frozenset({"username", "rules"}), "users") for e in body]
+        if not all(isinstance(e.get("username"), str) and e["username"] for e in entries):
+            raise validation_error("users.username", "required_field")
         # Validation of every entry runs before anything is written.
         checked = {e.get("username"): self._validate_authz_rules(e.get("rules"), source["max_rules"]) for e in entries}
         for username in checked:
@@ -967,6 +1121,15 @@ class EmqxDouble:
         if settings["deny_action"] not in ("ignore", "disconnect"):
             raise validation_error("settings.deny_action", "must be ignore or disconnect")
         cache = reject_unknown_fields(settings["cache"], frozenset(CACHE_DEFAULTS), "settings.cache")
+        if "enable" in cache:
+            require_bool(cache["enable"], "settings.cache.enable")
+        if "max_size" in cache:
+            require_int(cache["max_size"], "settings.cache.max_size", 1, 1048576)
+        if "ttl" in cache:
+            require_duration(cache["ttl"], "settings.cache.ttl")
+        if "excludes" in cache and not (isinstance(cache["excludes"], list)
+                                        and all(isinstance(t, str) for t in cache["excludes"])):
+            raise validation_error("settings.cache.excludes", "expected an array of topic filters")
         settings["cache"] = {**CACHE_DEFAULTS, **cache}
         self._state.authz_settings = settings
         return Answer(200, copy.deepcopy(settings))

@@ -104,12 +104,41 @@ class ServiceProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
+    def log_records(self, since: int = 0) -> list[dict]:
+        """The JSON log lines written after character offset ``since`` of output()."""
+        records = []
+        for line in self.output()[since:].splitlines():
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def wait_for_registry_reload(self, since: int, tenants: int | None = None, timeout: float = 10.0) -> bool:
+        """Wait until every worker has loaded a changed registry after offset ``since`` of output().
+
+        Requests cannot be aimed at one worker, so a test that wants every worker to see a
+        registry change (a NOTIFY) waits for each worker's "registry loaded" line instead;
+        ``tenants``, when given, is the number of enabled tenants that line must report.
+        """
+        def reloaded() -> bool:
+            pids = {r.get("pid") for r in self.log_records(since)
+                    if r.get("msg") == "registry loaded" and (tenants is None or r.get("tenants") == tenants)}
+            return self.worker_pids() <= pids
+        return bool(wait_until(reloaded, timeout=timeout, interval=0.05))
+
     def worker_pids(self) -> set[int]:
         """The supervisor's worker processes, from /proc (multiprocessing's resource tracker excluded)."""
         pid = self.process.pid
         workers: set[int] = set()
         for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:  # a thread that ended meanwhile
+                continue
+            for child in children:
                 try:
                     cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
                 except OSError:

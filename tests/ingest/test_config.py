@@ -36,6 +36,9 @@ def test_defaults():
     assert (settings.port, settings.workers, settings.ingest_mode, settings.log_level) == (8000, 2, "batched", "INFO")
     with pytest.raises(ConfigError, match="INGEST_MODE"):
         load_settings({"DATABASE_URL": "postgresql://x@db/x", "INGEST_MODE": "fast"})
+    assert settings.queue_max_bytes == 64 * 1_048_576
+    with pytest.raises(ConfigError, match="QUEUE_MAX_BYTES=10 is out of range"):
+        load_settings({"DATABASE_URL": "postgresql://x@db/x", "QUEUE_MAX_BYTES": "10"})
 
 
 @pytest.mark.parametrize(
@@ -62,6 +65,46 @@ def test_rows_are_checked_before_anything_is_written():
         parse_rows(body, "tenants/a/")
     assert refused.value.status == 403
     assert parse_rows(body[:-1] + b"]", "tenants/")[0] == (5, "d", "tenants/a/x", '"p"', "1")
+    # Level boundaries: "tenants/a" is the prefix's own level; "tenants/ab..." is another tenant's.
+    for topic in ("tenants/a", "tenants/a/x/y"):
+        assert parse_rows(orjson.dumps({"id": "1", "clientid": "d", "topic": topic, "payload": "p",
+                                        "publish_received_at": 5}), "tenants/a/")[0][2] == topic
+    for topic in ("tenants/ab", "tenants/ab/x", "tenants/", "tenants", "Tenants/a/x", "tenants/a "):
+        with pytest.raises(RequestError) as refused:
+            parse_rows(orjson.dumps({"id": "1", "clientid": "d", "topic": topic, "payload": "p",
+                                     "publish_received_at": 5}), "tenants/a/")
+        assert refused.value.status == 403, topic
     with pytest.raises(RequestError, match="longer than"):
         parse_rows(orjson.dumps({"id": "1", "clientid": "é" * 600, "topic": "tenants/a/x", "payload": "",
                                  "publish_received_at": 1}), "tenants/a/")
+
+
+def test_values_rendered_undefined_are_missing_values():
+    base = {"id": "1", "clientid": "d", "topic": "tenants/a/x", "payload": "p"}
+    # A time EMQX rendered as "undefined" falls back to the other time field ...
+    rows = parse_rows(orjson.dumps({**base, "publish_received_at": "undefined", "timestamp": 7}), "tenants/a/")
+    assert rows[0][0] == 7
+    # ... and with neither there is no time at all.
+    with pytest.raises(RequestError, match="neither"):
+        parse_rows(orjson.dumps({**base, "publish_received_at": "undefined", "timestamp": "undefined"}), "tenants/a/")
+    with pytest.raises(RequestError, match="neither"):
+        parse_rows(orjson.dumps({**base, "publish_received_at": "undefined"}), "tenants/a/")
+    # An id rendered "undefined" would make distinct messages duplicates of each other: refused.
+    with pytest.raises(RequestError, match="'id' is missing") as refused:
+        parse_rows(orjson.dumps({**base, "id": "undefined", "publish_received_at": 5}), "tenants/a/")
+    assert refused.value.status == 400
+    # Any other text in a time field is still refused.
+    with pytest.raises(RequestError, match="must be an integer"):
+        parse_rows(orjson.dumps({**base, "publish_received_at": "5"}), "tenants/a/")
+
+
+def test_statement_cache_stays_bounded_with_many_tenant_combinations():
+    # A batch may hold any subset of tenants: the per-subset statement cache must not grow for ever.
+    from ingest_service.writer import _Sql
+
+    cache = _Sql()
+    for first in range(60):
+        for second in range(first + 1, 60):
+            statement = cache.insert((f"tenant_{first}", f"tenant_{second}"))
+            assert f'"tenant_{first}"."telemetry"'.encode() in statement
+    assert len(cache._cache) <= _Sql.MAX_ENTRIES

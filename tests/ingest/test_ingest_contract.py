@@ -39,6 +39,25 @@ def test_time_falls_back_to_timestamp(service: ServiceProcess, ingest_db: Ingest
     assert row[0] == datetime.fromtimestamp(1_764_200_000.999, tz=UTC)
 
 
+def test_time_rendered_undefined_falls_back_to_timestamp(service: ServiceProcess, ingest_db: IngestDatabase, tenants):
+    # EMQX renders a column without a value as the text "undefined": that is a missing value.
+    acme, _ = tenants
+    message = emqx_message(acme, publish_received_at="undefined", timestamp=1_764_200_000_777)
+    assert service.ingest(message, acme.slug, acme.token).status == 202
+    [row] = _rows_with_ids(ingest_db, acme, [message["id"]])
+    assert row[0] == datetime.fromtimestamp(1_764_200_000.777, tz=UTC)
+
+
+def test_topic_equal_to_the_prefix_level_is_stored(service: ServiceProcess, ingest_db: IngestDatabase, tenants):
+    # The rule's "tenants/acme/#" (and the devices' ACL) match "tenants/acme" itself: MQTT's "#"
+    # includes the parent level, so EMQX forwards it, and a 403 would drop it for good.
+    acme, _ = tenants
+    message = emqx_message(acme, topic="tenants/acme")
+    assert service.ingest(message, acme.slug, acme.token).status == 202
+    [row] = _rows_with_ids(ingest_db, acme, [message["id"]])
+    assert row[2] == "tenants/acme"
+
+
 def test_array_body_stores_every_element(service: ServiceProcess, ingest_db: IngestDatabase, tenants):
     acme, _ = tenants
     messages = [emqx_message(acme, payload=orjson.dumps({"n": n}).decode()) for n in range(25)]
@@ -119,7 +138,12 @@ REFUSALS = [
      lambda a, b: dict(body={k: v for k, v in emqx_message(a).items() if k not in ("publish_received_at", "timestamp")},
                        tenant=a.slug, token=a.token)),
     ("time as text", 400, "bad_request", r"must be an integer",
-     lambda a, b: dict(body=emqx_message(a, publish_received_at="undefined"), tenant=a.slug, token=a.token)),
+     lambda a, b: dict(body=emqx_message(a, publish_received_at="yesterday"), tenant=a.slug, token=a.token)),
+    ("both times rendered 'undefined'", 400, "bad_request", r"neither 'publish_received_at' nor 'timestamp'",
+     lambda a, b: dict(body=emqx_message(a, publish_received_at="undefined", timestamp="undefined"),
+                       tenant=a.slug, token=a.token)),
+    ("id rendered 'undefined'", 400, "bad_request", r"'id' is missing",
+     lambda a, b: dict(body=emqx_message(a, id="undefined"), tenant=a.slug, token=a.token)),
     ("time out of range", 400, "bad_request", r"outside",
      lambda a, b: dict(body=emqx_message(a, publish_received_at=10**17), tenant=a.slug, token=a.token)),
     ("clientid not a string", 400, "bad_request", r"'clientid' must be a string",
@@ -135,6 +159,10 @@ REFUSALS = [
      lambda a, b: dict(body=emqx_message(a, topic="tenants/beta/device-1/telemetry"), tenant=a.slug, token=a.token)),
     ("prefix without its slash", 403, "forbidden", r"outside",
      lambda a, b: dict(body=emqx_message(a, topic="tenants/acmex/d"), tenant=a.slug, token=a.token)),
+    ("a longer prefix's own level", 403, "forbidden", r"outside",
+     lambda a, b: dict(body=emqx_message(a, topic="tenants/acmex"), tenant=a.slug, token=a.token)),
+    ("the parent of the prefix", 403, "forbidden", r"outside",
+     lambda a, b: dict(body=emqx_message(a, topic="tenants"), tenant=a.slug, token=a.token)),
     ("one topic outside the prefix in an array", 403, "forbidden", r"message 1: topic",
      lambda a, b: dict(body=[emqx_message(a), emqx_message(a, topic="tenants/beta/x")], tenant=a.slug, token=a.token)),
     ("unknown tenant", 404, "unknown_tenant", r"unknown or disabled",

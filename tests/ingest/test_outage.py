@@ -91,9 +91,12 @@ def test_database_outage_answers_503_and_the_service_recovers_by_itself(own_serv
 
         # The LISTEN connection came back too: disabling the tenant reaches every worker
         # (a known tenant with a valid token triggers no on-demand reload; the poll is 60 s away).
+        # Each worker must log its own reload: requests alone may all land on one worker.
+        since = len(service.output())
         db.set_enabled(tenant, False)
-        assert wait_until(lambda: all(service.ingest(emqx_message(tenant), tenant.slug, tenant.token).status == 404
-                                      for _ in range(4)), timeout=15, interval=0.1)
+        assert service.wait_for_registry_reload(since, tenants=0, timeout=15), "a worker's LISTEN did not come back"
+        for _ in range(4):
+            assert service.ingest(emqx_message(tenant), tenant.slug, tenant.token).status == 404
         assert service.process.poll() is None
         assert "Traceback" not in service.output()
     finally:
@@ -131,6 +134,83 @@ def test_full_queue_answers_503_and_queued_requests_complete(ingest_db: IngestDa
         assert [results[m["id"]] for m in [first, *queued]] == [202] * 4
         stored = {r[4] for r in ingest_db.rows(acme)}
         assert {m["id"] for m in [first, *queued]} <= stored
+    finally:
+        service.cleanup()
+
+
+def test_queued_bytes_are_bounded_too(ingest_db: IngestDatabase, tenants):
+    """Rows alone do not bound memory (a row may be 1 MiB): QUEUE_MAX_BYTES answers 503 beyond it."""
+    acme, _ = tenants
+    service = start_service(ingest_db, WORKERS="1", BATCH_WRITERS="1", QUEUE_MAX_BYTES="2048", DB_TIMEOUT_SECONDS="30")
+    results: dict[str, int] = {}
+
+    def send(message: dict) -> None:
+        results[message["id"]] = service.ingest(message, acme.slug, acme.token, timeout=60).status
+
+    try:
+        with psycopg.connect(ingest_db.admin_dsn) as blocker:
+            blocker.execute(f'LOCK TABLE "{acme.schema}".telemetry IN ACCESS EXCLUSIVE MODE')
+            first = emqx_message(acme, payload="x" * 400)  # ~0.6 kB, held while its batch waits on the lock
+            threads = [threading.Thread(target=send, args=(first,))]
+            threads[0].start()
+            assert wait_until(lambda: _waiting_on_lock(ingest_db) >= 1, timeout=10)
+            big = service.ingest(emqx_message(acme, payload="y" * 1600), acme.slug, acme.token)
+            assert big.status == 503, big.body
+            assert "QUEUE_MAX_BYTES=2048" in big.json()["reason"] and big.headers["retry-after"]
+            small = emqx_message(acme, payload="z" * 400)  # still fits beside the first
+            threads.append(threading.Thread(target=send, args=(small,)))
+            threads[-1].start()
+            assert wait_until(lambda: _queue_depth(service) == 1, timeout=10)
+            blocker.rollback()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert [results[m["id"]] for m in (first, small)] == [202, 202]
+        # Nothing held: a body larger than QUEUE_MAX_BYTES alone is taken (MAX_BODY_BYTES bounds it).
+        alone = emqx_message(acme, payload="w" * 3000)
+        assert service.ingest(alone, acme.slug, acme.token).status == 202
+        stored = {r[4] for r in ingest_db.rows(acme)}
+        assert {first["id"], small["id"], alone["id"]} <= stored
+    finally:
+        service.cleanup()
+
+
+def test_sigterm_answers_and_commits_the_requests_in_flight(ingest_db: IngestDatabase, tenants):
+    """docker stop: SIGTERM to the supervisor; requests already received are committed and answered 202."""
+    acme, _ = tenants
+    service = start_service(ingest_db, WORKERS="2", BATCH_WRITERS="1", DB_TIMEOUT_SECONDS="30")
+    results: dict[str, int] = {}
+
+    def send(message: dict) -> None:
+        try:
+            results[message["id"]] = service.ingest(message, acme.slug, acme.token, timeout=60).status
+        except OSError as exc:  # recorded, so that the assertion below shows it
+            results[message["id"]] = repr(exc)
+
+    messages = [emqx_message(acme) for _ in range(4)]
+    threads = [threading.Thread(target=send, args=(m,)) for m in messages]
+    try:
+        with psycopg.connect(ingest_db.admin_dsn) as blocker:
+            blocker.execute(f'LOCK TABLE "{acme.schema}".telemetry IN ACCESS EXCLUSIVE MODE')
+            for sent, thread in enumerate(threads, start=1):
+                thread.start()
+                # Each request is either a worker's batch waiting on the lock or a queued row.
+                assert wait_until(lambda: _waiting_on_lock(ingest_db) + _queue_depth(service) == sent, timeout=10), (
+                    f"request {sent} did not reach the service"
+                )
+            # The other worker's queue gauge may lag by one flush: look again once it has flushed.
+            time.sleep(0.6)
+            assert wait_until(lambda: _waiting_on_lock(ingest_db) + _queue_depth(service) == len(messages), timeout=10)
+            service.process.send_signal(signal.SIGTERM)
+            time.sleep(1.0)  # the workers are shutting down, with these requests still open
+            assert service.process.poll() is None, "the service exited with requests in flight"
+            blocker.rollback()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert [results.get(m["id"]) for m in messages] == [202] * 4
+        assert service.process.wait(timeout=20) == 0
+        stored = {r[4] for r in ingest_db.rows(acme)}
+        assert {m["id"] for m in messages} <= stored
+        assert "Traceback" not in service.output()
     finally:
         service.cleanup()
 

@@ -3,6 +3,7 @@ drives them: create -> (refresh) read -> diff against the desired inputs -> upda
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ import dill
 import pulumi
 import pytest
 import requests
+from google.protobuf import struct_pb2
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
@@ -233,6 +235,13 @@ def in_state(double: EmqxDouble, check: Callable[[EmqxState], Any]) -> Any:
         return check(state)
 
 
+def as_the_engine_sends(props: dict[str, Any]) -> dict[str, Any]:
+    """Properties as a dynamic provider receives them: through protobuf, where every number is a float64."""
+    struct = struct_pb2.Struct()
+    struct.update(props)
+    return rpc.deserialize_properties(struct)
+
+
 # ---- the lifecycle, for every provider ----------------------------------------------------
 
 
@@ -242,6 +251,30 @@ def test_create_writes_the_object_and_read_shows_no_drift(case: Case, broker: Em
     refreshed = case.provider.read(id_, outs)
     assert refreshed.id == id_ and refreshed.outs["emqx_id"] == id_
     assert case.provider.diff(id_, refreshed.outs, props).changes is False
+
+
+def test_numbers_arrive_from_the_engine_as_floats_and_reach_emqx_as_integers(case: Case, broker: EmqxDouble) -> None:
+    # A real `pulumi up` hands the provider pool_size=8.0, max_rules=100.0, cache.max_size=32.0...;
+    # EMQX (and the double) refuse 8.0 for an integer field.
+    case.prepare(broker)
+    props = as_the_engine_sends(case.props(broker))
+    assert props["ready_timeout"] == 5.0 and isinstance(props["ready_timeout"], float)
+    result = case.provider.create(props)
+    assert in_state(broker, case.exists)
+    refreshed = case.provider.read(result.id, as_the_engine_sends(result.outs))
+    assert case.provider.diff(result.id, as_the_engine_sends(refreshed.outs), props).changes is False
+    wanted = as_the_engine_sends({**case.props(broker), **case.update})
+    case.provider.update(result.id, refreshed.outs, wanted)
+    assert in_state(broker, case.updated)
+
+
+def test_integral_floats_are_sent_as_json_integers(emqx: EmqxDouble) -> None:
+    props = as_the_engine_sends(connector_props(emqx) | {"pool_size": 16, "enable_pipelining": 1})
+    assert props["pool_size"] == 16.0 and isinstance(props["pool_size"], float)
+    p.EmqxConnectorProvider().create(props)
+    stored = in_state(emqx, lambda s: dict(s.connectors["ingest"]))
+    assert type(stored["pool_size"]) is int and type(stored["enable_pipelining"]) is int
+    assert p._wire({"a": [1.0, 2.5, True, "8.0"], "b": {"c": 32.0}}) == {"a": [1, 2.5, True, "8.0"], "b": {"c": 32}}
 
 
 def test_drift_made_in_the_dashboard_shows_in_read_and_diff(case: Case, broker: EmqxDouble) -> None:
@@ -737,6 +770,7 @@ def test_resources_register_typed_secret_inputs(monkeypatch: pytest.MonkeyPatch)
         return original(self, request)
 
     monkeypatch.setattr(MockMonitor, "RegisterResource", spy)
+    asyncio.set_event_loop(asyncio.new_event_loop())  # an earlier asyncio.run() leaves none current
     pulumi.runtime.set_mocks(_EchoMocks(), preview=False)
 
     @pulumi.runtime.test
@@ -817,3 +851,18 @@ def test_an_action_force_deleted_in_the_dashboard_is_drift_on_its_rule_too(emqx:
     action.create(action_props(emqx))
     rule.update("tenant_a", refreshed, rule_props(emqx))
     assert in_state(emqx, lambda s: s.rules["tenant_a"]["actions"]) == ["http:tenant_a"]
+
+
+def test_the_tenant_rule_sql_selects_the_ingest_contract_from_the_tenant_topics(emqx: EmqxDouble) -> None:
+    from components.tenant import RULE_COLUMNS, rule_sql
+
+    # The columns the ingest service reads (DESIGN.md, "Ingest service contract"), all of them
+    # message.publish event columns.
+    assert [c.strip() for c in RULE_COLUMNS.split(",")] == [
+        "id", "clientid", "username", "topic", "payload", "qos", "publish_received_at", "timestamp"]
+    props = rule_props(emqx) | {"rule_id": "tenant-umc", "sql": rule_sql("tenants/umc/#"), "actions": []}
+    outs = p.EmqxRuleProvider().create(props).outs
+    got = api(emqx, "GET", "/rules/tenant-umc").json()
+    assert got["from"] == ["tenants/umc/#"] and got["sql"] == props["sql"]
+    assert p.EmqxRuleProvider().diff("tenant-umc", p.EmqxRuleProvider().read("tenant-umc", outs).outs,
+                                     props).changes is False

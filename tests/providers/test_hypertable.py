@@ -15,7 +15,9 @@ from components.providers.timescale import (
     HypertableProvider,
     ProviderError,
     interval_micros,
+    interval_parts,
     same_interval,
+    same_window,
 )
 from tests.pg_server import PostgresServer, find_bindir, start_server
 from tests.providers._db_helpers import create_schema, execute, fetch_all, fetch_one, table_exists
@@ -87,8 +89,13 @@ SAME = [
     ("365 days", "365 days"),
     ("1 year 2 mons 3 days 04:05:06", "1 year 2 months 3 days 4 hours 5 minutes 6 seconds"),
     ("500 ms", "00:00:00.5"),
+    ("0.1 year", "1 mon"),
+    ("1.5 years", "1 year 6 mons"),
 ]
 DIFFERENT = [("1 day", "2 days"), ("1 day", "23:59:59"), ("1 hour", "1 minute"), ("7 days", "7 hours")]
+# Policy windows: what `now() - window` gives, not what `=` says.
+SAME_WINDOW = [("1 year", "12 months"), ("1 day", "24:00:00"), ("7 days", "1 week"), ("1.5 years", "18 mons")]
+DIFFERENT_WINDOW = [("1 year", "360 days"), ("1 mon", "30 days"), ("1 year", "365 days"), ("1 day", "2 days")]
 
 
 @pytest.mark.parametrize(("left", "right"), SAME)
@@ -107,6 +114,30 @@ def test_interval_parser_reads_what_postgresql_prints(database: str) -> None:
     for text, _ in SAME:
         printed = fetch_one(database, "SELECT %s::interval::text", (text,))[0]
         assert interval_micros(printed) == interval_micros(text), (text, printed)
+
+
+@pytest.mark.parametrize(("left", "right"), SAME_WINDOW)
+def test_same_window_agrees_with_calendar_arithmetic(database: str, left: str, right: str) -> None:
+    # timestamp (no time zone) arithmetic: the calendar without DST, as in the UTC database.
+    at = "2028-03-31 00:00"  # the year before holds 29 February
+    query = "SELECT %s::timestamp - %s::interval = %s::timestamp - %s::interval"
+    assert fetch_one(database, query, (at, left, at, right))[0]
+    assert same_window(left, right)
+
+
+@pytest.mark.parametrize(("left", "right"), DIFFERENT_WINDOW)
+def test_different_windows_agree_with_calendar_arithmetic(database: str, left: str, right: str) -> None:
+    at = "2028-03-31 00:00"  # the year before holds 29 February
+    query = "SELECT %s::timestamp - %s::interval, %s::timestamp - %s::interval"
+    moments = fetch_one(database, query, (at, left, at, right))
+    assert moments[0] != moments[1]
+    assert not same_window(left, right)
+
+
+def test_interval_parts_keep_months_apart() -> None:
+    assert interval_parts("1 year 2 mons 3 days 04:05:06") == (14, 3 * 86_400_000_000 + 14_706_000_000)
+    assert interval_parts("@ 1 mon 2 days ago") == (-1, -2 * 86_400_000_000)
+    assert interval_parts("1.5 mons") == (1, 15 * 86_400_000_000)
 
 
 @pytest.mark.parametrize("text", ["P1D", "one day", "1 fortnight", "", "1 day 2"])
@@ -141,6 +172,27 @@ def test_diff_schema_change_replaces_and_intervals_compare_semantically() -> Non
     for change in ({"chunk_interval": "2 days"}, {"retention": None}, {"compress_after": "1 day"}, {"dsn": "dsn-b"}):
         in_place = provider.diff("id", olds, {**props("dsn-a"), **change})
         assert in_place.changes is True and in_place.replaces == [], change
+
+
+def test_diff_compares_policy_windows_by_calendar() -> None:
+    """`1 year` = `360 days` for `=`, but a retention of 360 days drops five more days of data."""
+    provider = HypertableProvider()
+    olds = props("dsn-a", retention="1 year", compress_after="1 mon")
+    assert provider.diff("id", olds, props("dsn-a", retention="12 months", compress_after="1 mon")).changes is False
+    assert provider.diff("id", olds, props("dsn-a", retention="360 days", compress_after="1 mon")).changes is True
+    assert provider.diff("id", olds, props("dsn-a", retention="1 year", compress_after="30 days")).changes is True
+    # A chunk interval is microseconds on the server: there `1 mon` is 30 days.
+    monthly = provider.diff("id", props("dsn-a", chunk_interval="1 mon"), props("dsn-a", chunk_interval="30 days"))
+    assert monthly.changes is False
+
+
+def test_unparsable_dsn_does_not_leak_the_password() -> None:
+    with pytest.raises(ProviderError, match="dsn input is not a valid connection string") as raised:
+        HypertableProvider().create(props("postgresql://postgres:s3%zzcr3t@127.0.0.1:5432/telemetry"))
+    message = str(raised.value)
+    assert message.startswith(f"Hypertable {SCHEMA}.telemetry: ")
+    # libpq's own message would be: invalid percent-encoded token: "s3%zzcr3t"
+    assert "zz" not in message and "cr3t" not in message
 
 
 # --------------------------------------------------------------------------- without TimescaleDB
@@ -235,6 +287,9 @@ def test_policies_are_optional(tsdb: str) -> None:
 def test_policies_run_with_run_job(created) -> None:
     """The jobs are real: run them by hand (the scheduler is unreliable on PostgreSQL 15.20)."""
     dsn, result = created
+    # The scheduler may start a job at the moment run_job does (a deadlock between the two): pause them.
+    for job in ("retention_job_id", "compression_job_id"):
+        execute(dsn, "SELECT alter_job(%s, scheduled => false)", (result.outs[job],))
     execute(
         dsn,
         sql.SQL(
@@ -270,9 +325,35 @@ def test_read_keeps_the_users_spelling_of_an_equal_interval(tsdb: str) -> None:
     assert result.outs["chunk_interval"] == "24:00:00" and result.outs["retention"] == "1 year"
     assert provider.read(result.id, result.outs).outs == result.outs
     assert (
-        provider.diff(result.id, result.outs, props(tsdb, chunk_interval="1 day", retention="360 days")).changes
+        provider.diff(result.id, result.outs, props(tsdb, chunk_interval="1 day", retention="12 months")).changes
         is False
     )
+    # Equal for `=`, not for the policy: the change must reach the server.
+    assert provider.diff(result.id, result.outs, props(tsdb, retention="360 days")).changes is True
+    outs = provider.update(result.id, result.outs, props(tsdb, retention="360 days")).outs
+    assert outs["retention"] == "360 days" and jobs(tsdb)["policy_retention"][1]["drop_after"] == "360 days"
+    with pytest.raises(ProviderError, match="retention is '360 days' on the server but '1 year' in the stack"):
+        provider.create(props(tsdb, retention="1 year"))
+
+
+def test_read_is_stable_under_another_interval_style(tsdb: str) -> None:
+    """A database set to IntervalStyle iso_8601 prints 'P1D': refresh must still show no drift."""
+    dbname = psycopg.conninfo.conninfo_to_dict(tsdb)["dbname"]
+    execute(tsdb, sql.SQL("ALTER DATABASE {} SET IntervalStyle = 'iso_8601'").format(sql.Identifier(dbname)))
+    assert fetch_one(tsdb, "SELECT interval '1 day'::text")[0] == "P1D"
+    provider = HypertableProvider()
+    result = provider.create(props(tsdb))
+    assert (result.outs["chunk_interval"], result.outs["retention"], result.outs["compress_after"]) == (
+        "1 day",
+        "365 days",
+        "7 days",
+    )
+    assert provider.read(result.id, result.outs).outs == result.outs
+    assert provider.diff(result.id, result.outs, props(tsdb)).changes is False
+    assert provider.create(props(tsdb)).outs == result.outs  # adopts instead of reporting a conflict
+    policies = jobs(tsdb)
+    assert same_window(policies["policy_retention"][1]["drop_after"], "365 days")
+    assert same_window(policies["policy_compression"][1]["compress_after"], "7 days")
 
 
 def test_read_shows_drift(created) -> None:

@@ -2,9 +2,12 @@
 
 The same plan the Tenant component turns into pulumi_postgresql resources is
 applied here with :func:`components.grants.to_sql`, in the order the stack
-applies it: schema grants and default privileges before the table exists,
-table grants after.  Every test runs on plain tables and, where TimescaleDB is
-installed, on hypertables (where chunks must carry the hypertable's grants).
+applies it: every tenant grant depends on the Hypertable (tenant.py), so the
+whole plan, default privileges included, runs once the table exists; the
+reader's SELECT on ``telemetry`` therefore comes from its table grant, not
+from the default privileges.  Every test runs on plain tables and, where
+TimescaleDB is installed, on hypertables (where chunks must carry the
+hypertable's grants).
 """
 
 from __future__ import annotations
@@ -80,8 +83,6 @@ def tenants(request, postgres_server: PostgresServer, database: str) -> Iterator
         check_plan(plan)
 
         TenantRegistryProvider().create({"dsn": database})  # the registry grants depend on it
-        before_tables = [grant for grant in plan if not isinstance(grant, TableGrant)]
-        apply(database, before_tables)
         for schema in schemas.values():
             if hypertables:
                 HypertableProvider().create(
@@ -107,7 +108,14 @@ def tenants(request, postgres_server: PostgresServer, database: str) -> Iterator
                     "token": f"token-{tenant}",
                 }
             )
-        apply(database, [grant for grant in plan if isinstance(grant, TableGrant)])
+        apply(database, plan)
+        without_acl = fetch_one(
+            database,
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ANY(%s) AND c.relname = %s AND c.relacl IS NULL",
+            (list(schemas.values()), TELEMETRY_TABLE),
+        )[0]
+        assert without_acl == 0, "the table grants did not reach the telemetry tables"
 
         yield Tenants(
             superuser_dsn=database,
@@ -252,6 +260,27 @@ def test_grants_applied_after_chunks_exist_reach_the_chunks(tenants: Tenants) ->
     assert run_as(tenants.login["reader_a"], sql.SQL("SELECT count(*) FROM {}").format(name)) == [(2,)]
     assert denied(tenants.login["reader_b"], sql.SQL("SELECT * FROM {}").format(name))
     assert denied(tenants.login["writer"], sql.SQL("SELECT * FROM {}").format(name))
+
+
+@pytest.mark.parametrize("tenants", ["hypertable"], indirect=True)
+def test_compressed_chunks_stay_readable_and_take_late_writes(tenants: Tenants) -> None:
+    """After the compression policy: the reader still reads, a late EMQX retry is still a no-op."""
+    insert(tenants, "writer", "a", "early", when="2026-01-01T00:00:00Z")
+    insert(tenants, "writer", "a", "later", when="2026-01-01T06:00:00Z")
+    (compressed,) = fetch_one(
+        tenants.superuser_dsn,
+        "SELECT count(compress_chunk(c)) FROM show_chunks(%s::regclass) c",
+        (tenants.table("a").as_string(None),),
+    )
+    assert compressed == 1
+    reader, writer = tenants.login["reader_a"], tenants.login["writer"]
+    query = sql.SQL("SELECT msg_id FROM {} ORDER BY time").format(tenants.table("a"))
+    assert run_as(reader, query) == [("early",), ("later",)]
+    insert(tenants, "writer", "a", "early", when="2026-01-01T00:00:00Z")  # retry into the compressed chunk
+    insert(tenants, "writer", "a", "late", when="2026-01-01T03:00:00Z")
+    assert run_as(reader, query) == [("early",), ("late",), ("later",)]
+    assert denied(writer, sql.SQL("SELECT * FROM {}").format(tenants.table("a")))
+    assert denied(tenants.login["reader_b"], query)
 
 
 # --------------------------------------------------------------------------- the plan as data

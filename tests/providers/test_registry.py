@@ -88,6 +88,34 @@ def test_registry_update_repairs_a_dropped_trigger(registry: str) -> None:
     assert fetch_one(registry, "SELECT count(*) FROM pg_trigger WHERE tgname = 'notify_tenant_change'")[0] == 1
 
 
+def test_refresh_shows_a_dropped_notify_trigger_and_up_restores_it(database: str) -> None:
+    """Without the trigger the ingest service never hears of new tenants: that is drift."""
+    provider = TenantRegistryProvider()
+    created = provider.create({"dsn": database})
+    assert provider.diff(created.id, created.outs, {"dsn": database}).changes is False
+    for break_it in (
+        "ALTER TABLE telemetry_registry.tenants DISABLE TRIGGER notify_tenant_change",
+        "DROP TRIGGER notify_tenant_change ON telemetry_registry.tenants",
+    ):
+        execute(database, break_it)
+        refreshed = provider.read(created.id, created.outs)
+        assert refreshed.id == created.id and refreshed.outs["channel"] is None
+        diff = provider.diff(created.id, refreshed.outs, {"dsn": database})
+        assert diff.changes is True and diff.replaces == []
+        repaired = provider.update(created.id, refreshed.outs, {"dsn": database}).outs
+        assert repaired == created.outs
+        assert provider.read(created.id, repaired).outs == created.outs
+        with psycopg.connect(database, autocommit=True) as listener:
+            listener.execute(f"LISTEN {REGISTRY_CHANNEL}")
+            execute(
+                database,
+                "INSERT INTO telemetry_registry.tenants (slug, schema_name, topic_prefix, token_sha256) "
+                "VALUES ('probe', 'tenant_probe', 'probe', 'x')",
+            )
+            assert [n.payload for n in listener.notifies(timeout=5, stop_after=1)] == ["probe"]
+        execute(database, "DELETE FROM telemetry_registry.tenants WHERE slug = 'probe'")
+
+
 def test_registry_delete_keeps_a_registry_that_still_lists_tenants(registered) -> None:
     dsn, _ = registered
     TenantRegistryProvider().delete("telemetry_registry.tenants", {"dsn": dsn})
@@ -166,8 +194,20 @@ def test_token_rotation_keeps_the_previous_token_for_the_grace_period(registered
     assert current == token_sha256(NEW_TOKEN) and previous == token_sha256(TOKEN)
     assert before + timedelta(minutes=14) < expires < datetime.now(UTC) + timedelta(minutes=16)
     assert outs["token_sha256"] == current and outs["previous_token_sha256"] == previous
-    assert outs["previous_token_expires_at"] == expires.isoformat()
+    assert datetime.fromisoformat(outs["previous_token_expires_at"]) == expires
+    assert outs["previous_token_expires_at"].endswith("+00:00")
     assert TOKEN not in repr(outs) and NEW_TOKEN not in repr(outs)
+
+
+def test_read_after_rotation_does_not_depend_on_the_session_time_zone(registered) -> None:
+    """Whoever runs `pulumi refresh` (PGTZ, a role's TimeZone) must see no drift."""
+    dsn, result = registered
+    provider = TenantRegistrationProvider()
+    outs = provider.update(result.id, result.outs, registration(dsn, token=NEW_TOKEN)).outs
+    elsewhere = {**outs, "dsn": dsn + " options='-c TimeZone=Asia/Kolkata'"}
+    assert fetch_one(elsewhere["dsn"], "SHOW TimeZone")[0] == "Asia/Kolkata"
+    assert provider.read(result.id, elsewhere).outs == elsewhere
+    assert provider.read(result.id, outs).outs == outs
 
 
 def test_update_enabled_and_grace(registered) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,6 +152,9 @@ def run_program(config: dict[str, Any], stack: str = "dev", preview: bool = Fals
     """Run __main__'s program under mocks with the given `telemetry:*` config."""
     from components.stack import main
 
+    # Pulumi's runtime uses the thread's current event loop; a test that ran
+    # asyncio.run() before leaves none behind, so start from a fresh one.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = _Mocks()
     monitor = _RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="telemetry", stack=stack, preview=preview, monitor=monitor)

@@ -111,6 +111,20 @@ def test_images_are_pinned(dev):
     assert len(built) == 1 and built[0].inputs["skipPush"] is True
     tag = built[0].inputs["imageName"].rsplit(":", 1)[1]
     assert tag != "latest" and len(tag) == 16
+    # Relative, so the inputs do not depend on where the repository is checked out.
+    assert built[0].inputs["build"]["context"] == "ingest_service"
+
+
+def test_ingest_image_tag_follows_the_service_sources(tmp_path):
+    from components.ingest import source_digest
+
+    (tmp_path / "app.py").write_text("print('v1')\n")
+    first = source_digest(tmp_path)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"cache")
+    assert source_digest(tmp_path) == first  # caches do not count
+    (tmp_path / "app.py").write_text("print('v2')\n")
+    assert source_digest(tmp_path) != first
 
 
 def test_timescaledb_workers_sized_from_tenant_count(dev):

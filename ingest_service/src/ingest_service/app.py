@@ -51,7 +51,7 @@ class IngestApp:
         await self.pool.open(wait=False)
         if s.ingest_mode == "batched":
             self.writer = BatchWriter(self.pool, s.batch_max_rows, s.batch_max_wait_ms, s.queue_max_rows,
-                                      s.batch_writers, s.db_timeout_seconds)
+                                      s.batch_writers, s.db_timeout_seconds, s.queue_max_bytes)
         else:
             self.writer = NaiveWriter(self.pool, s.db_timeout_seconds)
         await self.writer.start()
@@ -158,7 +158,7 @@ class IngestApp:
             if body is None:
                 raise RequestError(413, "payload_too_large", f"body is larger than MAX_BODY_BYTES={limit}")
             rows = parse_rows(body, tenant.topic_prefix)
-            await self.writer.write(tenant, rows)
+            await self.writer.write(tenant, rows, len(body))
         except RequestError as exc:
             if exc.tenant:
                 slug = exc.tenant

@@ -24,6 +24,7 @@ class Settings:
     batch_max_wait_ms: float = 0.0
     batch_writers: int = 1
     queue_max_rows: int = 20_000
+    queue_max_bytes: int = 64 * 1_048_576
     max_body_bytes: int = 1_048_576
     registry_reload_seconds: float = 30.0
     registry_forced_reload_ms: float = 100.0
@@ -87,6 +88,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_max_wait_ms=_float(env, "BATCH_MAX_WAIT_MS", 0.0, 0.0, 1000.0),
         batch_writers=_int(env, "BATCH_WRITERS", 1, 1, 32),
         queue_max_rows=_int(env, "QUEUE_MAX_ROWS", 20_000, 1, 10_000_000),
+        queue_max_bytes=_int(env, "QUEUE_MAX_BYTES", 64 * 1_048_576, 1024, 1 << 40),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576, 256, 1 << 30),
         registry_reload_seconds=_float(env, "REGISTRY_RELOAD_SECONDS", 30.0, 0.1, 86_400.0),
         registry_forced_reload_ms=_float(env, "REGISTRY_FORCED_RELOAD_MS", 100.0, 0.0, 60_000.0),

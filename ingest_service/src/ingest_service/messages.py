@@ -20,6 +20,9 @@ MAX_TIME_MS = 253_402_300_799_999
 MAX_MSG_ID_BYTES = 256
 MAX_CLIENTID_BYTES = 1024
 MAX_TOPIC_BYTES = 65_535
+# EMQX renders a column that has no value as the text "undefined" (emqx_template, and jiffy's
+# encoding of the atom inside ${.}): for the fields below that means "missing", never a value.
+UNDEFINED = "undefined"
 
 
 class RequestError(Exception):
@@ -87,10 +90,10 @@ def _text(message: dict, key: str, limit: int, index: int) -> str:
 def _time_ms(message: dict, index: int) -> int:
     value = message.get("publish_received_at")
     key = "publish_received_at"
-    if value is None:
+    if value is None or value == UNDEFINED:
         value = message.get("timestamp")
         key = "timestamp"
-        if value is None:
+        if value is None or value == UNDEFINED:
             raise _bad(f"message {index}: neither 'publish_received_at' nor 'timestamp' is present")
     if type(value) is not int:
         raise _bad(f"message {index}: field {key!r} must be an integer (epoch milliseconds)")
@@ -105,8 +108,15 @@ def _row(message: object, topic_prefix: str, index: int) -> Row:
     msg_id = _text(message, "id", MAX_MSG_ID_BYTES, index)
     if not msg_id:
         raise _bad(f"message {index}: field 'id' is empty")
+    if msg_id == UNDEFINED:
+        # Stored, every such message would share one id and all but one per millisecond would be
+        # dropped as "duplicates" of each other: refuse loudly instead (the rule must select id).
+        raise _bad(f"message {index}: field 'id' is missing (EMQX rendered it as 'undefined')")
     topic = _text(message, "topic", MAX_TOPIC_BYTES, index)
-    if not topic.startswith(topic_prefix):
+    # topic_prefix ends with "/", so "tenants/umc/" never admits "tenants/umc2/...".  The prefix's
+    # own level ("tenants/umc") is inside it too: the rule's "tenants/umc/#" and the devices' ACL
+    # match it (MQTT's "#" includes the parent level), so refusing it would drop what was published.
+    if not topic.startswith(topic_prefix) and topic != topic_prefix[:-1]:
         raise RequestError(403, "forbidden", f"message {index}: topic is outside this tenant's prefix {topic_prefix!r}")
     device_id = _text(message, "clientid", MAX_CLIENTID_BYTES, index)
     if "payload" not in message:

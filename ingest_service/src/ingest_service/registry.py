@@ -28,6 +28,13 @@ FROM telemetry_registry.tenants
 WHERE enabled
 """
 LISTEN_RETRY_MAX_SECONDS = 2.0
+# The LISTEN connection only ever reads: if the database host vanishes without closing it (a
+# container or VM killed, a network partition) nothing would ever notice, and notifications
+# would stop until the next poll. TCP keepalives make the kernel notice within about a minute.
+TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+# Between notifications the listener checks its connection this often (a cheap round trip):
+# a connection that died without a FIN is replaced, and the registry is reloaded on reconnect.
+LISTEN_CHECK_SECONDS = 30.0
 
 
 class RegistryUnavailable(Exception):
@@ -75,7 +82,7 @@ class Registry:
     async def _connect(self) -> psycopg.AsyncConnection:
         return await psycopg.AsyncConnection.connect(
             self._database_url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout)),
-            application_name="telemetry-ingest-registry",
+            application_name="telemetry-ingest-registry", **TCP_KEEPALIVES,
         )
 
     async def _load(self) -> None:
@@ -107,25 +114,43 @@ class Registry:
         if changed:
             log.info("registry loaded", extra={"fields": {"tenants": len(tenants)}})
 
-    async def reload(self) -> None:
-        """Reload now; concurrent callers share one query."""
-        if self._inflight is not None:
-            return await asyncio.shield(self._inflight)
-        loop = asyncio.get_running_loop()
-        self._inflight = future = loop.create_future()
-        started = self._inflight_started = time.monotonic()
+    async def reload(self, fresh: bool = False) -> None:
+        """Reload now; concurrent callers share one query.
+
+        ``fresh``: the query must start after this call, so that it sees every change committed
+        before it (the listener after a NOTIFY: a query already running may have read the registry
+        before that change).  Otherwise a query already running will do.
+
+        The query runs in a task of its own: a caller that is cancelled (a request, the poll or the
+        listener at shutdown) must neither cancel it for the others nor leave the query connection
+        in the middle of a statement.
+        """
+        arrived = time.monotonic()
+        while True:
+            inflight = self._inflight
+            if inflight is None:
+                self._inflight_started = started = time.monotonic()
+                self._inflight = inflight = asyncio.ensure_future(self._load_once(started))
+                return await asyncio.shield(inflight)
+            if not fresh or self._inflight_started >= arrived:
+                return await asyncio.shield(inflight)
+            try:  # started too early for us: let it finish, then run our own
+                await asyncio.shield(inflight)
+            except RegistryUnavailable:
+                pass
+            if self._completed_started >= arrived:
+                return
+
+    async def _load_once(self, started: float) -> None:
         try:
             await self._load()
-        except asyncio.CancelledError:
-            future.cancel()
+        except RegistryUnavailable:
             raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: there may be no other waiter
-            raise
+        except Exception as exc:  # a bug, not an outage: callers answer 503 rather than 500
+            log.exception("registry reload failed unexpectedly")
+            raise RegistryUnavailable(f"unexpected error: {type(exc).__name__}") from exc
         else:
             self._completed_started = max(self._completed_started, started)
-            future.set_result(None)
         finally:
             self._inflight = None
 
@@ -175,6 +200,10 @@ class Registry:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        inflight = self._inflight
+        if inflight is not None:  # a reload still using the query connection
+            inflight.cancel()
+            await asyncio.gather(inflight, return_exceptions=True)
         await self._drop_query_conn()
 
     async def _drop_query_conn(self) -> None:
@@ -202,13 +231,20 @@ class Registry:
                 async with await self._connect() as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     # Notifications sent while we were not listening are lost: catch up first.
-                    await self.reload()
+                    await self.reload(fresh=True)
                     delay = 0.1
-                    async for _ in conn.notifies():
-                        await self.reload()
+                    while True:
+                        notified = False
+                        async for _ in conn.notifies(timeout=LISTEN_CHECK_SECONDS, stop_after=1):
+                            notified = True
+                        if notified:
+                            await self.reload(fresh=True)
+                        else:  # quiet for a while: is the connection still there?
+                            async with asyncio.timeout(self._connect_timeout):
+                                await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
-            except (RegistryUnavailable, psycopg.Error, OSError) as exc:
+            except (RegistryUnavailable, psycopg.Error, OSError, TimeoutError) as exc:
                 log.warning("registry listener disconnected; reconnecting",
                             extra={"fields": {"error": _first_line(exc), "retry_in": delay}})
             except Exception:

@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ingest_service import metrics
 from ingest_service.messages import RequestError, Row, json_string
+from ingest_service.registry import TCP_KEEPALIVES
 
 if TYPE_CHECKING:
     from ingest_service.registry import Tenant
@@ -48,7 +49,7 @@ class DatabaseUnavailable(Exception):
 
 
 class QueueFull(Exception):
-    """More rows are waiting than QUEUE_MAX_ROWS allows; the request answers 503."""
+    """More rows are waiting than QUEUE_MAX_ROWS (or bytes than QUEUE_MAX_BYTES) allows; the request answers 503."""
 
 
 def _transient(exc: BaseException) -> bool:
@@ -104,23 +105,29 @@ def make_pool(database_url: str, size: int, timeout: float) -> AsyncConnectionPo
         # Give up a background reconnection soon: the next request then reconnects at once,
         # instead of waiting out an exponential backoff after the database came back.
         reconnect_timeout=max(2.0, min(timeout, 10.0)),
-        kwargs={"connect_timeout": max(1, int(timeout)), "application_name": "telemetry-ingest", "autocommit": True},
+        kwargs={"connect_timeout": max(1, int(timeout)), "application_name": "telemetry-ingest", "autocommit": True,
+                **TCP_KEEPALIVES},
         open=False,
         name="ingest",
     )
 
 
 class Pending:
-    __slots__ = ("future", "rows", "tenant")
+    __slots__ = ("future", "rows", "size", "tenant")
 
-    def __init__(self, tenant: Tenant, rows: list[Row], future: asyncio.Future) -> None:
+    def __init__(self, tenant: Tenant, rows: list[Row], future: asyncio.Future, size: int = 0) -> None:
         self.tenant = tenant
         self.rows = rows
         self.future = future
+        self.size = size  # the request body's bytes: what the queued rows hold in memory, roughly
 
 
 class _Sql:
     """Statement text per set of tenant schemas, built once."""
+
+    # A batch holds any subset of up to MAX_TENANTS_PER_STATEMENT tenants: with many tenants the
+    # number of subsets is astronomical, so the cache is bounded (it is rebuilt in microseconds).
+    MAX_ENTRIES = 1024
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, ...], bytes] = {}
@@ -128,17 +135,24 @@ class _Sql:
     def insert(self, schema_names: tuple[str, ...]) -> bytes:
         query = self._cache.get(schema_names)
         if query is None:
+            if len(self._cache) >= self.MAX_ENTRIES:
+                self._cache.clear()
             query = self._cache[schema_names] = _insert_sql(schema_names)
         return query
 
 
 class BatchWriter:
     def __init__(self, pool: AsyncConnectionPool, max_rows: int, max_wait_ms: float, queue_max_rows: int,
-                 writers: int, timeout: float) -> None:
+                 writers: int, timeout: float, queue_max_bytes: int = 64 * 1_048_576) -> None:
         self._pool = pool
         self._max_rows = max_rows
         self._max_wait = max_wait_ms / 1000.0
         self._queue_max = queue_max_rows
+        # Rows alone do not bound memory: 20,000 rows of 1 MiB payloads would be 20 GiB.
+        self._queue_max_bytes = queue_max_bytes
+        self._queued_bytes = 0
+        self._committing_bytes = 0  # taken from the queue, still in memory until their batch is done
+        self._committing = 0  # batches being written
         self._writers = writers
         self._timeout = timeout
         self._pending: collections.deque[Pending] = collections.deque()
@@ -151,8 +165,10 @@ class BatchWriter:
         self._tasks = [asyncio.create_task(self._run()) for _ in range(self._writers)]
 
     async def stop(self) -> None:
+        # uvicorn has answered every request before it runs the lifespan shutdown, so normally
+        # nothing is left; otherwise let queued and committing batches finish before cancelling.
         deadline = time.monotonic() + self._timeout
-        while self._pending and time.monotonic() < deadline:
+        while (self._pending or self._committing) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
@@ -165,15 +181,20 @@ class BatchWriter:
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    async def write(self, tenant: Tenant, rows: list[Row]) -> None:
+    async def write(self, tenant: Tenant, rows: list[Row], size: int = 0) -> None:
         count = len(rows)
         if count > self._queue_max:
             raise RequestError(413, "payload_too_large", f"{count} messages is more than QUEUE_MAX_ROWS={self._queue_max}")
         if self._queued_rows + count > self._queue_max:
             raise QueueFull(f"{self._queued_rows} rows are waiting (QUEUE_MAX_ROWS={self._queue_max})")
+        # An empty queue takes any body (MAX_BODY_BYTES bounds it), so no request is refused for ever.
+        held = self._queued_bytes + self._committing_bytes
+        if held and held + size > self._queue_max_bytes:
+            raise QueueFull(f"{held} bytes are waiting (QUEUE_MAX_BYTES={self._queue_max_bytes})")
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(Pending(tenant, rows, future))
+        self._pending.append(Pending(tenant, rows, future, size))
         self._queued_rows += count
+        self._queued_bytes += size
         self._wakeup.set()
         await future
 
@@ -192,11 +213,16 @@ class BatchWriter:
                     continue
             batch = []
             taken = 0
+            size = 0
             while pending and taken < self._max_rows:
                 item = pending.popleft()
                 batch.append(item)
                 taken += len(item.rows)
+                size += item.size
             self._queued_rows -= taken
+            self._queued_bytes -= size
+            self._committing_bytes += size
+            self._committing += 1
             try:
                 await self._commit_batch(batch, taken)
             except asyncio.CancelledError:
@@ -205,6 +231,9 @@ class BatchWriter:
             except Exception as exc:  # never let a writer loop die
                 log.exception("batch failed unexpectedly")
                 _fail(batch, DatabaseUnavailable(f"unexpected error: {type(exc).__name__}"))
+            finally:
+                self._committing_bytes -= size
+                self._committing -= 1
 
     async def _commit_batch(self, batch: list[Pending], taken: int) -> None:
         started = time.monotonic()
@@ -277,6 +306,7 @@ class BatchWriter:
         queued = list(self._pending)
         self._pending.clear()
         self._queued_rows = 0
+        self._queued_bytes = 0
         return queued
 
     async def _isolate(self, batch: list[Pending], exc: BaseException) -> None:
@@ -353,7 +383,7 @@ class NaiveWriter:
             )
         return query
 
-    async def write(self, tenant: Tenant, rows: list[Row]) -> None:
+    async def write(self, tenant: Tenant, rows: list[Row], size: int = 0) -> None:
         started = time.monotonic()
         query = self._insert(tenant.schema_name)
         try:
