@@ -44,7 +44,7 @@ UNIT_SECONDS = {
     "year": 365 * 86400,
 }
 # Chunks must have a fixed length; months and years vary.
-CHUNK_UNITS = {"second", "minute", "hour", "day", "week"}
+CHUNK_UNITS = frozenset({"second", "minute", "hour", "day", "week"})
 
 
 class ConfigError(Exception):
@@ -59,7 +59,7 @@ class ConfigError(Exception):
         )
 
 
-def normalise_interval(text: str, *, allowed_units: set[str] = set(UNIT_SECONDS)) -> str:
+def normalise_interval(text: str, *, allowed_units: frozenset[str] = frozenset(UNIT_SECONDS)) -> str:
     """``" 7 Day"`` -> ``"7 days"``; raises ValueError naming the accepted forms."""
     match = INTERVAL_PATTERN.match(text)
     unit = match.group("unit").lower() if match else None
@@ -269,12 +269,15 @@ def _check_tenants(raw_tenants: Any, problems: list[str]) -> list[TenantConfig]:
                     "MQTT usernames are stack-wide, so rename one of them"
                 )
             device_owner.setdefault(device, index)
-        if tenant.retention and tenant.compress_after:
-            if interval_seconds(tenant.compress_after) >= interval_seconds(tenant.retention):
-                problems.append(
-                    f"{where}.compressAfter: {tenant.compress_after!r} is not shorter than retention "
-                    f"{tenant.retention!r}, so nothing would ever be compressed; shorten it or drop the key"
-                )
+        if (
+            tenant.retention
+            and tenant.compress_after
+            and interval_seconds(tenant.compress_after) >= interval_seconds(tenant.retention)
+        ):
+            problems.append(
+                f"{where}.compressAfter: {tenant.compress_after!r} is not shorter than retention "
+                f"{tenant.retention!r}, so nothing would ever be compressed; shorten it or drop the key"
+            )
     return [tenant for _, tenant in tenants]
 
 

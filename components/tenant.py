@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_postgresql as postgresql
@@ -11,6 +10,8 @@ import pulumi_random as random
 
 from components import grants
 from components.config import TenantConfig
+from components.emqx import Emqx
+from components.ingest import IngestService
 from components.providers.emqx import (
     EmqxAction,
     EmqxActionArgs,
@@ -24,12 +25,7 @@ from components.providers.emqx import (
 )
 from components.providers.registry import TenantRegistration, TenantRegistrationArgs
 from components.providers.timescale import Hypertable, HypertableArgs
-from components.timescaledb import SUPERUSER
-
-if TYPE_CHECKING:
-    from components.emqx import Emqx
-    from components.ingest import IngestService
-    from components.timescaledb import TimescaleDb
+from components.timescaledb import SUPERUSER, TimescaleDb
 
 # Columns of EMQX's message.publish event that make up the ingest contract.
 RULE_COLUMNS = "id, clientid, username, topic, payload, qos, publish_received_at, timestamp"
@@ -47,9 +43,9 @@ def emqx_name(slug: str) -> str:
 @dataclass(frozen=True)
 class TenantArgs:
     tenant: TenantConfig
-    database: "TimescaleDb"
-    ingest: "IngestService"
-    emqx: "Emqx"
+    database: TimescaleDb
+    ingest: IngestService
+    emqx: Emqx
 
 
 class Tenant(pulumi.ComponentResource):

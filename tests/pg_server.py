@@ -71,7 +71,7 @@ class PostgresServer:
             command = ["runuser", "-u", SUPERUSER, "--", *command]
         subprocess.run(command, check=True, capture_output=True, text=True)
 
-    def init(self) -> "PostgresServer":
+    def init(self) -> PostgresServer:
         pwfile = self.root / "pwfile"
         pwfile.write_text(SUPERUSER_PASSWORD)
         if os.geteuid() == 0:

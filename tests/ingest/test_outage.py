@@ -102,36 +102,49 @@ def test_database_outage_answers_503_and_the_service_recovers_by_itself(own_serv
     finally:
         service.cleanup()
 
+class HeldTable:
+    """Requests sent in the background while the tenant's table is locked, so they stay queued."""
+
+    def __init__(self, service: ServiceProcess, tenant: TenantSpec) -> None:
+        self.service, self.tenant = service, tenant
+        self.results: dict[str, int] = {}
+        self.threads: list[threading.Thread] = []
+
+    def send(self, message: dict) -> None:
+        def post() -> None:
+            self.results[message["id"]] = self.service.ingest(message, self.tenant.slug, self.tenant.token,
+                                                              timeout=60).status
+
+        self.threads.append(threading.Thread(target=post))
+        self.threads[-1].start()
+
+    def statuses(self, messages: list[dict]) -> list[int]:
+        for thread in self.threads:
+            thread.join(timeout=60)
+        return [self.results[m["id"]] for m in messages]
+
 
 def test_full_queue_answers_503_and_queued_requests_complete(ingest_db: IngestDatabase, tenants):
     acme, _ = tenants
     service = start_service(ingest_db, WORKERS="1", BATCH_WRITERS="1", QUEUE_MAX_ROWS="3", DB_TIMEOUT_SECONDS="30")
-    results: dict[str, int] = {}
-
-    def send(message: dict) -> None:
-        results[message["id"]] = service.ingest(message, acme.slug, acme.token, timeout=60).status
-
+    held = HeldTable(service, acme)
     try:
         with psycopg.connect(ingest_db.admin_dsn) as blocker:
             # Hold the table: the writer's batch waits on the lock, so later requests stay queued.
             blocker.execute(f'LOCK TABLE "{acme.schema}".telemetry IN ACCESS EXCLUSIVE MODE')
             first = emqx_message(acme)
-            threads = [threading.Thread(target=send, args=(first,))]
-            threads[0].start()
+            held.send(first)
             assert wait_until(lambda: _waiting_on_lock(ingest_db) >= 1, timeout=10)
             queued = [emqx_message(acme) for _ in range(3)]
             for message in queued:
-                threads.append(threading.Thread(target=send, args=(message,)))
-                threads[-1].start()
+                held.send(message)
             assert wait_until(lambda: _queue_depth(service) == 3, timeout=10)
             overflow = service.ingest(emqx_message(acme), acme.slug, acme.token)
             assert overflow.status == 503
             assert overflow.json()["reason"].startswith("queue full")
             assert overflow.headers["retry-after"]
             blocker.rollback()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert [results[m["id"]] for m in [first, *queued]] == [202] * 4
+        assert held.statuses([first, *queued]) == [202] * 4
         stored = {r[4] for r in ingest_db.rows(acme)}
         assert {m["id"] for m in [first, *queued]} <= stored
     finally:
@@ -142,29 +155,21 @@ def test_queued_bytes_are_bounded_too(ingest_db: IngestDatabase, tenants):
     """Rows alone do not bound memory (a row may be 1 MiB): QUEUE_MAX_BYTES answers 503 beyond it."""
     acme, _ = tenants
     service = start_service(ingest_db, WORKERS="1", BATCH_WRITERS="1", QUEUE_MAX_BYTES="2048", DB_TIMEOUT_SECONDS="30")
-    results: dict[str, int] = {}
-
-    def send(message: dict) -> None:
-        results[message["id"]] = service.ingest(message, acme.slug, acme.token, timeout=60).status
-
+    held = HeldTable(service, acme)
     try:
         with psycopg.connect(ingest_db.admin_dsn) as blocker:
             blocker.execute(f'LOCK TABLE "{acme.schema}".telemetry IN ACCESS EXCLUSIVE MODE')
             first = emqx_message(acme, payload="x" * 400)  # ~0.6 kB, held while its batch waits on the lock
-            threads = [threading.Thread(target=send, args=(first,))]
-            threads[0].start()
+            held.send(first)
             assert wait_until(lambda: _waiting_on_lock(ingest_db) >= 1, timeout=10)
             big = service.ingest(emqx_message(acme, payload="y" * 1600), acme.slug, acme.token)
             assert big.status == 503, big.body
             assert "QUEUE_MAX_BYTES=2048" in big.json()["reason"] and big.headers["retry-after"]
             small = emqx_message(acme, payload="z" * 400)  # still fits beside the first
-            threads.append(threading.Thread(target=send, args=(small,)))
-            threads[-1].start()
+            held.send(small)
             assert wait_until(lambda: _queue_depth(service) == 1, timeout=10)
             blocker.rollback()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert [results[m["id"]] for m in (first, small)] == [202, 202]
+        assert held.statuses([first, small]) == [202, 202]
         # Nothing held: a body larger than QUEUE_MAX_BYTES alone is taken (MAX_BODY_BYTES bounds it).
         alone = emqx_message(acme, payload="w" * 3000)
         assert service.ingest(alone, acme.slug, acme.token).status == 202

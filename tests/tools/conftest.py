@@ -14,7 +14,9 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,7 +145,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 class Subscriber:
     """Collects every message under tenants/# as the watcher user."""
 
-    client: mqtt.Client
     messages: list[mqtt.MQTTMessage] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
@@ -162,24 +163,33 @@ class Subscriber:
         return list(self.messages)
 
 
+@contextmanager
+def watching_all_tenants(broker: Broker, on_message: Callable, name: str) -> Iterator[mqtt.Client]:
+    """A client of the `watcher` user subscribed to `tenants/#`, calling ``on_message`` per message."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    client.username_pw_set("watcher", PASSWORDS["watcher"])
+    subscribed = threading.Event()
+    client.on_message = on_message
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        client.subscribe("tenants/#", qos=1)
+        assert subscribed.wait(10), f"the {name}'s SUBACK never came"
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 @pytest.fixture()
 def subscriber(broker: Broker) -> Iterator[Subscriber]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watcher-{time.monotonic_ns()}", protocol=mqtt.MQTTv5)
-    client.username_pw_set("watcher", PASSWORDS["watcher"])
-    subscriber = Subscriber(client)
-    subscribed = threading.Event()
+    subscriber = Subscriber()
 
     def on_message(client, userdata, message):
         with subscriber.arrived:
             subscriber.messages.append(message)
             subscriber.arrived.notify_all()
 
-    client.on_message = on_message
-    client.on_subscribe = lambda *args: subscribed.set()
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    client.subscribe("tenants/#", qos=1)
-    assert subscribed.wait(10), "the watcher's SUBACK never came"
-    yield subscriber
-    client.disconnect()
-    client.loop_stop()
+    with watching_all_tenants(broker, on_message, "watcher"):
+        yield subscriber

@@ -15,15 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from components.providers.telemetry_ddl import telemetry_table_ddl
-from tests.tools.conftest import ACME, PASSWORDS, UMC, Broker
+from tests.tools.conftest import ACME, UMC, Broker, watching_all_tenants
 from tools import smoke
 from tools.smoke import wait_for_rows
 
@@ -88,26 +86,14 @@ def tenant_database(database: str) -> Iterator[TenantDatabase]:
 def ingest_stand_in(broker: Broker, tenant_database: TenantDatabase) -> Iterator[set[str]]:
     """Forwards messages of the slugs in the yielded set from the broker into their tables."""
     forwarded: set[str] = set()
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"stand-in-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
-    )
-    client.username_pw_set("watcher", PASSWORDS["watcher"])
-    subscribed = threading.Event()
 
     def on_message(client, userdata, message):
         slug = PREFIXES.get(message.topic.split("/")[1])
         if slug in forwarded:
             tenant_database.insert(slug, message.topic, json.loads(message.payload))
 
-    client.on_message = on_message
-    client.on_subscribe = lambda *args: subscribed.set()
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    client.subscribe("tenants/#", qos=1)
-    assert subscribed.wait(10), "the stand-in's SUBACK never came"
-    yield forwarded
-    client.disconnect()
-    client.loop_stop()
+    with watching_all_tenants(broker, on_message, "stand-in"):
+        yield forwarded
 
 
 def reader_dsn(db: TenantDatabase, slug: str) -> str:
