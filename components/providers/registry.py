@@ -20,21 +20,21 @@ import pulumi
 import pulumi.dynamic
 from psycopg import sql
 
+from components.providers.intervals import interval_micros
+from components.providers.postgres import (
+    DEFAULT_READY_TIMEOUT,
+    ProviderError,
+    connect,
+    error_reason,
+    is_unknown,
+    sql_call,
+)
 from components.providers.telemetry_ddl import (
     REGISTRY_CHANNEL,
     REGISTRY_NOTIFY_TRIGGER,
     REGISTRY_SCHEMA,
     REGISTRY_TABLE,
     registry_ddl,
-)
-from components.providers.timescale import (
-    DEFAULT_READY_TIMEOUT,
-    ProviderError,
-    connect,
-    error_reason,
-    interval_micros,
-    is_unknown,
-    sql_call,
 )
 
 DEFAULT_TOKEN_GRACE = "15 minutes"

@@ -10,15 +10,10 @@ import pytest
 from psycopg import sql
 from pulumi.runtime import rpc
 
+from components.providers.intervals import interval_micros, interval_parts, same_interval, same_window
+from components.providers.postgres import ProviderError
 from components.providers.telemetry_ddl import TELEMETRY_TABLE
-from components.providers.timescale import (
-    HypertableProvider,
-    ProviderError,
-    interval_micros,
-    interval_parts,
-    same_interval,
-    same_window,
-)
+from components.providers.timescale import HypertableProvider
 from tests.pg_server import PostgresServer, find_bindir, start_server
 from tests.providers._db_helpers import create_schema, execute, fetch_all, fetch_one, table_exists
 

@@ -9,13 +9,13 @@ import psycopg
 import pytest
 from pulumi.runtime import rpc
 
+from components.providers.postgres import ProviderError
 from components.providers.registry import (
     TenantRegistrationProvider,
     TenantRegistryProvider,
     token_sha256,
 )
 from components.providers.telemetry_ddl import REGISTRY_CHANNEL
-from components.providers.timescale import ProviderError
 from tests.providers._db_helpers import execute, fetch_one, table_exists
 
 TOKEN = "first-token-0123456789abcdef"

@@ -77,9 +77,10 @@ def _struct_to_python(struct) -> Any:
 class _Mocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         super().__init__()
-        # Set by the monitor for the registration in flight: like the engine,
-        # the mocks return these outputs as secrets.
-        self.secret_outputs: list[str] = []
+        # (type, name) -> the registration's additionalSecretOutputs, which the
+        # mocks return as secrets like the engine does. Keyed per resource:
+        # registrations run concurrently on the SDK's executor threads.
+        self.secret_outputs: dict[tuple[str, str], list[str]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
@@ -87,7 +88,7 @@ class _Mocks(pulumi.runtime.Mocks):
             outputs["result"] = f"generated-{args.name}"
         if args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["image_id"] = f"sha256:{args.name}"
-        for key in self.secret_outputs:
+        for key in self.secret_outputs.get((args.typ, args.name), []):
             if key in outputs:
                 outputs[key] = pulumi.Output.secret(outputs[key])
         return [f"{args.name}-id", outputs]
@@ -102,7 +103,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registrations: list[Registration] = []
 
     def RegisterResource(self, request):
-        self.mocks.secret_outputs = list(request.additionalSecretOutputs)
+        self.mocks.secret_outputs[(request.type, request.name)] = list(request.additionalSecretOutputs)
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(
