@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pulumi
+from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.config import NAMESPACE, ConfigError, StackConfig, parse_stack_config
 from components.emqx import Emqx, EmqxArgs
@@ -18,8 +19,6 @@ from components.timescaledb import TimescaleDb, TimescaleDbArgs
 
 def read_raw_config() -> dict[str, Any]:
     """Every ``telemetry:*`` value of the stack config, objects decoded from their JSON form."""
-    from pulumi.runtime.config import CONFIG, get_config_env
-
     raw: dict[str, Any] = {}
     for full_key in {*CONFIG.get(), *get_config_env()}:
         namespace, _, key = full_key.partition(":")

@@ -10,12 +10,25 @@ import pytest
 from tests.pg_server import PostgresServer, find_bindir, start_server
 
 
+def _require_server_binaries() -> None:
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql-15, or set PG_BINDIR)")
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the whole run (TimescaleDB preloaded when installed)."""
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql-15, or set PG_BINDIR)")
+    _require_server_binaries()
     server = start_server()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture()
+def plain_postgres_server() -> Iterator[PostgresServer]:
+    """A server of the test's own, without TimescaleDB preloaded: one it may stop, or one that lacks the extension."""
+    _require_server_binaries()
+    server = start_server(preload_timescaledb=False)
     yield server
     server.destroy()
 

@@ -7,24 +7,12 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 
 from tests.ingest.service_process import ServiceProcess, emqx_message, start_service, wait_until
 from tests.ingest.tenants import IngestDatabase, TenantSpec, create_ingest_database
-from tests.pg_server import PostgresServer, find_bindir, start_server
-
-
-@pytest.fixture()
-def own_server() -> Iterator[PostgresServer]:
-    """A server of our own, since this test stops it."""
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql-15, or set PG_BINDIR)")
-    server = start_server(preload_timescaledb=False)
-    yield server
-    server.destroy()
+from tests.pg_server import PostgresServer
 
 
 class Traffic(threading.Thread):
@@ -55,9 +43,9 @@ class Traffic(threading.Thread):
                 time.sleep(0.02)
 
 
-def test_database_outage_answers_503_and_the_service_recovers_by_itself(own_server: PostgresServer):
+def test_database_outage_answers_503_and_the_service_recovers_by_itself(plain_postgres_server: PostgresServer):
     tenant = TenantSpec("outage-tenant", "outage")
-    db = create_ingest_database(own_server, "outage", [tenant])
+    db = create_ingest_database(plain_postgres_server, "outage", [tenant])
     service = start_service(db, DB_TIMEOUT_SECONDS="1", REGISTRY_RELOAD_SECONDS="60")
     try:
         senders = [Traffic(service, tenant) for _ in range(4)]
@@ -65,14 +53,14 @@ def test_database_outage_answers_503_and_the_service_recovers_by_itself(own_serv
             sender.start()
         assert wait_until(lambda: sum(s.statuses[202] for s in senders) >= 20, timeout=10)
 
-        own_server.stop()
+        plain_postgres_server.stop()
         assert wait_until(lambda: sum(s.statuses[503] for s in senders) >= 8, timeout=20), "no 503 while the database was down"
         assert service.get("/healthz").status == 200
         ready = service.get("/readyz")
         assert ready.status == 503 and "database unreachable" in ready.json()["reason"]
         acked_during_outage = sum(s.statuses[202] for s in senders)
 
-        own_server.start()
+        plain_postgres_server.start()
         assert wait_until(lambda: sum(s.statuses[202] for s in senders) >= acked_during_outage + 20, timeout=30), (
             "the service did not recover after the database came back"
         )
@@ -103,35 +91,48 @@ def test_database_outage_answers_503_and_the_service_recovers_by_itself(own_serv
         service.cleanup()
 
 class HeldTable:
-    """Requests sent in the background while the tenant's table is locked, so they stay queued."""
+    """While entered, the tenant's table is locked: the writer's batch waits on it and later requests stay queued.
 
-    def __init__(self, service: ServiceProcess, tenant: TenantSpec) -> None:
-        self.service, self.tenant = service, tenant
-        self.results: dict[str, int] = {}
+    Requests are sent in the background; leaving releases the lock.
+    """
+
+    def __init__(self, service: ServiceProcess, tenant: TenantSpec, db: IngestDatabase) -> None:
+        self.service, self.tenant, self.db = service, tenant, db
+        self.results: dict[str, int | str] = {}
         self.threads: list[threading.Thread] = []
+
+    def __enter__(self) -> HeldTable:  # noqa: PYI034
+        self._blocker = psycopg.connect(self.db.admin_dsn)
+        self._blocker.execute(f'LOCK TABLE "{self.tenant.schema}".telemetry IN ACCESS EXCLUSIVE MODE')
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._blocker.rollback()
+        self._blocker.close()
 
     def send(self, message: dict) -> None:
         def post() -> None:
-            self.results[message["id"]] = self.service.ingest(message, self.tenant.slug, self.tenant.token,
-                                                              timeout=60).status
+            try:
+                self.results[message["id"]] = self.service.ingest(
+                    message, self.tenant.slug, self.tenant.token, timeout=60
+                ).status
+            except OSError as exc:  # recorded, so that the caller's assertion shows it
+                self.results[message["id"]] = repr(exc)
 
         self.threads.append(threading.Thread(target=post))
         self.threads[-1].start()
 
-    def statuses(self, messages: list[dict]) -> list[int]:
+    def statuses(self, messages: list[dict]) -> list[int | str | None]:
         for thread in self.threads:
             thread.join(timeout=60)
-        return [self.results[m["id"]] for m in messages]
+        return [self.results.get(m["id"]) for m in messages]
 
 
 def test_full_queue_answers_503_and_queued_requests_complete(ingest_db: IngestDatabase, tenants):
     acme, _ = tenants
     service = start_service(ingest_db, WORKERS="1", BATCH_WRITERS="1", QUEUE_MAX_ROWS="3", DB_TIMEOUT_SECONDS="30")
-    held = HeldTable(service, acme)
     try:
-        with psycopg.connect(ingest_db.admin_dsn) as blocker:
-            # Hold the table: the writer's batch waits on the lock, so later requests stay queued.
-            blocker.execute(f'LOCK TABLE "{acme.schema}".telemetry IN ACCESS EXCLUSIVE MODE')
+        with HeldTable(service, acme, ingest_db) as held:
             first = emqx_message(acme)
             held.send(first)
             assert wait_until(lambda: _waiting_on_lock(ingest_db) >= 1, timeout=10)
@@ -143,7 +144,6 @@ def test_full_queue_answers_503_and_queued_requests_complete(ingest_db: IngestDa
             assert overflow.status == 503
             assert overflow.json()["reason"].startswith("queue full")
             assert overflow.headers["retry-after"]
-            blocker.rollback()
         assert held.statuses([first, *queued]) == [202] * 4
         stored = {r[4] for r in ingest_db.rows(acme)}
         assert {m["id"] for m in [first, *queued]} <= stored
@@ -155,10 +155,8 @@ def test_queued_bytes_are_bounded_too(ingest_db: IngestDatabase, tenants):
     """Rows alone do not bound memory (a row may be 1 MiB): QUEUE_MAX_BYTES answers 503 beyond it."""
     acme, _ = tenants
     service = start_service(ingest_db, WORKERS="1", BATCH_WRITERS="1", QUEUE_MAX_BYTES="2048", DB_TIMEOUT_SECONDS="30")
-    held = HeldTable(service, acme)
     try:
-        with psycopg.connect(ingest_db.admin_dsn) as blocker:
-            blocker.execute(f'LOCK TABLE "{acme.schema}".telemetry IN ACCESS EXCLUSIVE MODE')
+        with HeldTable(service, acme, ingest_db) as held:
             first = emqx_message(acme, payload="x" * 400)  # ~0.6 kB, held while its batch waits on the lock
             held.send(first)
             assert wait_until(lambda: _waiting_on_lock(ingest_db) >= 1, timeout=10)
@@ -168,7 +166,6 @@ def test_queued_bytes_are_bounded_too(ingest_db: IngestDatabase, tenants):
             small = emqx_message(acme, payload="z" * 400)  # still fits beside the first
             held.send(small)
             assert wait_until(lambda: _queue_depth(service) == 1, timeout=10)
-            blocker.rollback()
         assert held.statuses([first, small]) == [202, 202]
         # Nothing held: a body larger than QUEUE_MAX_BYTES alone is taken (MAX_BODY_BYTES bounds it).
         alone = emqx_message(acme, payload="w" * 3000)
@@ -183,21 +180,11 @@ def test_sigterm_answers_and_commits_the_requests_in_flight(ingest_db: IngestDat
     """docker stop: SIGTERM to the supervisor; requests already received are committed and answered 202."""
     acme, _ = tenants
     service = start_service(ingest_db, WORKERS="2", BATCH_WRITERS="1", DB_TIMEOUT_SECONDS="30")
-    results: dict[str, int] = {}
-
-    def send(message: dict) -> None:
-        try:
-            results[message["id"]] = service.ingest(message, acme.slug, acme.token, timeout=60).status
-        except OSError as exc:  # recorded, so that the assertion below shows it
-            results[message["id"]] = repr(exc)
-
     messages = [emqx_message(acme) for _ in range(4)]
-    threads = [threading.Thread(target=send, args=(m,)) for m in messages]
     try:
-        with psycopg.connect(ingest_db.admin_dsn) as blocker:
-            blocker.execute(f'LOCK TABLE "{acme.schema}".telemetry IN ACCESS EXCLUSIVE MODE')
-            for sent, thread in enumerate(threads, start=1):
-                thread.start()
+        with HeldTable(service, acme, ingest_db) as held:
+            for sent, message in enumerate(messages, start=1):
+                held.send(message)
                 # Each request is either a worker's batch waiting on the lock or a queued row.
                 assert wait_until(lambda: _waiting_on_lock(ingest_db) + _queue_depth(service) == sent, timeout=10), (
                     f"request {sent} did not reach the service"
@@ -208,10 +195,7 @@ def test_sigterm_answers_and_commits_the_requests_in_flight(ingest_db: IngestDat
             service.process.send_signal(signal.SIGTERM)
             time.sleep(1.0)  # the workers are shutting down, with these requests still open
             assert service.process.poll() is None, "the service exited with requests in flight"
-            blocker.rollback()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert [results.get(m["id"]) for m in messages] == [202] * 4
+        assert held.statuses(messages) == [202] * 4
         assert service.process.wait(timeout=20) == 0
         stored = {r[4] for r in ingest_db.rows(acme)}
         assert {m["id"] for m in messages} <= stored
@@ -235,17 +219,17 @@ def _queue_depth(service: ServiceProcess) -> float:
 
 
 
-def test_service_starts_while_the_database_is_down_and_serves_once_it_is_up(own_server: PostgresServer):
+def test_service_starts_while_the_database_is_down_and_serves_once_it_is_up(plain_postgres_server: PostgresServer):
     tenant = TenantSpec("early-tenant", "early")
-    db = create_ingest_database(own_server, "early", [tenant])
-    own_server.stop()
+    db = create_ingest_database(plain_postgres_server, "early", [tenant])
+    plain_postgres_server.stop()
     service = start_service(db, DB_TIMEOUT_SECONDS="1")
     try:
         assert service.get("/healthz").status == 200
         assert service.get("/readyz").status == 503
         refused = service.ingest(emqx_message(tenant), tenant.slug, tenant.token)
         assert refused.status == 503 and refused.headers["retry-after"]
-        own_server.start()
+        plain_postgres_server.start()
         message = emqx_message(tenant)
         assert wait_until(lambda: service.ingest(message, tenant.slug, tenant.token).status == 202, timeout=20, interval=0.2)
         assert [r[4] for r in db.rows(tenant)] == [message["id"]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -14,7 +13,7 @@ from components.providers.intervals import interval_micros, interval_parts, same
 from components.providers.postgres import ProviderError
 from components.providers.telemetry_ddl import TELEMETRY_TABLE
 from components.providers.timescale import HypertableProvider
-from tests.pg_server import PostgresServer, find_bindir, start_server
+from tests.pg_server import PostgresServer
 from tests.providers._db_helpers import create_schema, execute, fetch_all, fetch_one, table_exists
 
 SCHEMA = "tenant_acme"
@@ -193,18 +192,8 @@ def test_unparsable_dsn_does_not_leak_the_password() -> None:
 # --------------------------------------------------------------------------- without TimescaleDB
 
 
-@pytest.fixture(scope="module")
-def plain_server() -> Iterator[PostgresServer]:
-    """A server that does not preload TimescaleDB, whether or not its files are installed."""
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
-    server = start_server(preload_timescaledb=False)
-    yield server
-    server.destroy()
-
-
-def test_missing_timescaledb_is_one_clear_error(plain_server: PostgresServer) -> None:
-    dsn = plain_server.create_database("plain_pg")
+def test_missing_timescaledb_is_one_clear_error(plain_postgres_server: PostgresServer) -> None:
+    dsn = plain_postgres_server.create_database("plain_pg")
     create_schema(dsn, SCHEMA)
     with pytest.raises(ProviderError) as raised:
         HypertableProvider().create(props(dsn))
