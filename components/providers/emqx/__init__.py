@@ -1,0 +1,82 @@
+"""EMQX as code: a small management-API client and Pulumi dynamic resources for EMQX 5.8 and 6.x.
+
+Pulumi pickles each dynamic provider by reference (module path and class name) into the
+stack's state. Stacks created before this package was split hold
+`components.providers.emqx.<Class>`: every name below stays importable from here, so those
+stacks keep working.
+"""
+
+from components.providers.emqx.auth import EmqxAuthenticatorProvider, EmqxAuthorizationProvider
+from components.providers.emqx.base import UNKNOWN, _EmqxProvider, differences, fingerprint
+from components.providers.emqx.bridges import EmqxActionProvider, EmqxConnectorProvider, EmqxRuleProvider
+from components.providers.emqx.client import (
+    DEFAULT_AUTHZ_CACHE,
+    DEFAULT_PASSWORD_HASH,
+    REDACTED,
+    ApiAnswer,
+    EmqxApi,
+    EmqxApiError,
+    EmqxConflictError,
+    EmqxNotReadyError,
+    _secret_values,
+    _wire,
+)
+from components.providers.emqx.resources import (
+    EmqxAction,
+    EmqxActionArgs,
+    EmqxAuthenticator,
+    EmqxAuthenticatorArgs,
+    EmqxAuthorization,
+    EmqxAuthorizationArgs,
+    EmqxConnection,
+    EmqxConnector,
+    EmqxConnectorArgs,
+    EmqxRule,
+    EmqxRuleArgs,
+    EmqxUser,
+    EmqxUserAcl,
+    EmqxUserAclArgs,
+    EmqxUserArgs,
+    topic_prefix_rules,
+)
+from components.providers.emqx.users import EmqxUserAclProvider, EmqxUserProvider
+
+__all__ = [
+    "DEFAULT_AUTHZ_CACHE",
+    "DEFAULT_PASSWORD_HASH",
+    "REDACTED",
+    "UNKNOWN",
+    "ApiAnswer",
+    "EmqxAction",
+    "EmqxActionArgs",
+    "EmqxActionProvider",
+    "EmqxApi",
+    "EmqxApiError",
+    "EmqxAuthenticator",
+    "EmqxAuthenticatorArgs",
+    "EmqxAuthenticatorProvider",
+    "EmqxAuthorization",
+    "EmqxAuthorizationArgs",
+    "EmqxAuthorizationProvider",
+    "EmqxConflictError",
+    "EmqxConnection",
+    "EmqxConnector",
+    "EmqxConnectorArgs",
+    "EmqxConnectorProvider",
+    "EmqxNotReadyError",
+    "EmqxRule",
+    "EmqxRuleArgs",
+    "EmqxRuleProvider",
+    "EmqxUser",
+    "EmqxUserAcl",
+    "EmqxUserAclArgs",
+    "EmqxUserAclProvider",
+    "EmqxUserArgs",
+    "EmqxUserProvider",
+    "_EmqxProvider",
+    "_secret_values",
+    "_wire",
+    "differences",
+    "fingerprint",
+    "topic_prefix_rules",
+]
