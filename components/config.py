@@ -189,7 +189,11 @@ class TenantConfig(_Section):
         return f"tenants/{self.topic_prefix}/#"
 
 
+PLATFORMS = ("docker",)
+
+
 class StackConfig(_Section):
+    platform: str = "docker"
     timescaledb: TimescaleDbConfig = TimescaleDbConfig()
     emqx: EmqxConfig = EmqxConfig()
     ingest: IngestConfig = IngestConfig()
@@ -297,13 +301,25 @@ def _check_ports(timescaledb: TimescaleDbConfig, emqx: EmqxConfig, ingest: Inges
         owners.setdefault(port, key)
 
 
+def _check_platform(raw_platform: Any, problems: list[str]) -> str:
+    if raw_platform is None:
+        return "docker"
+    if raw_platform not in PLATFORMS:
+        problems.append(
+            f"{NAMESPACE}:platform: {raw_platform!r} is not a platform; use one of {', '.join(PLATFORMS)} "
+            f"(`pulumi config set {NAMESPACE}:platform docker`)"
+        )
+        return "docker"
+    return raw_platform
+
+
 def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
     """Validate the raw ``telemetry:*`` config values (keys without the namespace).
 
     Raises ConfigError listing every problem found.
     """
     problems: list[str] = []
-    known = {*SECTIONS, "tenants"}
+    known = {*SECTIONS, "tenants", "platform"}
     for key in sorted(set(raw) - known):
         problems.append(
             f"{NAMESPACE}:{key}: unknown key; remove it (`pulumi config rm {NAMESPACE}:{key}`) "
@@ -314,8 +330,9 @@ def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
         for key, model in SECTIONS.items()
     }
     tenants = _check_tenants(raw.get("tenants") or [], problems)
+    platform = _check_platform(raw.get("platform"), problems)
     if all(sections.values()):
         _check_ports(sections["timescaledb"], sections["emqx"], sections["ingest"], problems)
     if problems:
         raise ConfigError(problems)
-    return StackConfig(tenants=tenants, **sections)
+    return StackConfig(platform=platform, tenants=tenants, **sections)

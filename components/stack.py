@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.config import NAMESPACE, ConfigError, StackConfig, parse_stack_config
-from components.emqx import Emqx, EmqxArgs
-from components.ingest import IngestService, IngestServiceArgs
-from components.labels import stack_labels
-from components.network import Network, NetworkArgs
+from components.platform import PlatformBuild
+from components.platforms.docker import build_docker_platform
 from components.tenant import Tenant, TenantArgs
-from components.timescaledb import TimescaleDb, TimescaleDbArgs
 
 
 def read_raw_config() -> dict[str, Any]:
@@ -32,65 +30,18 @@ def read_raw_config() -> dict[str, Any]:
     return raw
 
 
+PLATFORMS: dict[str, Callable[[StackConfig, str, str], PlatformBuild]] = {"docker": build_docker_platform}
+
+
 def build_stack(config: StackConfig, project: str, stack: str) -> dict[str, Any]:
     """Declare every resource of the stack; returns the stack outputs."""
-    name_prefix = f"{project}-{stack}"
-    labels = stack_labels(project, stack)
-
-    network = Network("network", NetworkArgs(name=name_prefix, labels=labels))
-    database = TimescaleDb(
-        "timescaledb",
-        TimescaleDbArgs(
-            name_prefix=name_prefix,
-            network_name=network.name,
-            image=config.timescaledb.image,
-            host_port=config.timescaledb.host_port,
-            tenant_count=len(config.tenants),
-            labels=labels,
-        ),
-    )
-    ingest = IngestService(
-        "ingest",
-        IngestServiceArgs(
-            name_prefix=name_prefix,
-            network_name=network.name,
-            database_host=database.internal_host,
-            database_port=database.internal_port,
-            database_name=database.database_name,
-            postgres_provider=database.provider,
-            admin_dsn=database.admin_dsn,
-            database=database.container,
-            host_port=config.ingest.host_port,
-            workers=config.ingest.workers,
-            labels=labels,
-        ),
-    )
-    emqx = Emqx(
-        "emqx",
-        EmqxArgs(
-            name_prefix=name_prefix,
-            network_name=network.name,
-            image=config.emqx.image,
-            mqtt_port=config.emqx.mqtt_port,
-            dashboard_port=config.emqx.dashboard_port,
-            ingest_url=ingest.internal_url,
-            ingest=ingest.container,
-            labels=labels,
-        ),
-    )
+    platform = PLATFORMS[config.platform](config, project, stack)
     tenants = {
-        tenant.slug: Tenant(
-            f"tenant-{tenant.slug}",
-            TenantArgs(tenant=tenant, database=database, ingest=ingest, emqx=emqx),
-        )
+        tenant.slug: Tenant(f"tenant-{tenant.slug}", TenantArgs(tenant=tenant, platform=platform.tenant_platform))
         for tenant in config.tenants
     }
-
     return {
-        "mqttEndpoint": f"mqtt://127.0.0.1:{config.emqx.mqtt_port}",
-        "dashboardUrl": emqx.api_url,
-        "ingestUrl": ingest.url,
-        "databaseEndpoint": f"postgresql://127.0.0.1:{config.timescaledb.host_port}/{database.database_name}",
+        **platform.outputs,
         "tenants": {
             tenant.slug: {
                 "topicPrefix": tenant.topic_prefix,
@@ -103,11 +54,6 @@ def build_stack(config: StackConfig, project: str, stack: str) -> dict[str, Any]
         "deviceCredentials": pulumi.Output.secret({slug: t.device_passwords for slug, t in tenants.items()}),
         "readerPasswords": pulumi.Output.secret({slug: t.reader_password for slug, t in tenants.items()}),
         "ingestTokens": pulumi.Output.secret({slug: t.ingest_token for slug, t in tenants.items()}),
-        "databaseSuperuserPassword": pulumi.Output.secret(database.superuser_password),
-        "ingestWriterPassword": pulumi.Output.secret(ingest.writer_password),
-        "emqxApiKey": pulumi.Output.secret(emqx.api_key),
-        "emqxApiSecret": pulumi.Output.secret(emqx.api_secret),
-        "emqxDashboardPassword": pulumi.Output.secret(emqx.dashboard_password),
     }
 
 

@@ -10,8 +10,7 @@ import pulumi_random as random
 
 from components import grants
 from components.config import TenantConfig
-from components.emqx import Emqx
-from components.ingest import IngestService
+from components.platform import TenantPlatform
 from components.providers.emqx import (
     EmqxAction,
     EmqxActionArgs,
@@ -25,7 +24,6 @@ from components.providers.emqx import (
 )
 from components.providers.registry import TenantRegistration, TenantRegistrationArgs
 from components.providers.timescale import Hypertable, HypertableArgs
-from components.timescaledb import SUPERUSER, TimescaleDb
 
 # Columns of EMQX's message.publish event that make up the ingest contract.
 RULE_COLUMNS = "id, clientid, username, topic, payload, qos, publish_received_at, timestamp"
@@ -43,9 +41,8 @@ def emqx_name(slug: str) -> str:
 @dataclass(frozen=True)
 class TenantArgs:
     tenant: TenantConfig
-    database: TimescaleDb
-    ingest: IngestService
-    emqx: Emqx
+    # What the platform the stack runs on provides (components/platform.py).
+    platform: TenantPlatform
 
 
 class Tenant(pulumi.ComponentResource):
@@ -57,7 +54,8 @@ class Tenant(pulumi.ComponentResource):
 
     def __init__(self, resource_name: str, args: TenantArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("telemetry:tenant:Tenant", resource_name, None, opts)
-        tenant, database, ingest, emqx = args.tenant, args.database, args.ingest, args.emqx
+        tenant = args.tenant
+        database, ingest, broker = args.platform.database, args.platform.ingest, args.platform.broker
         child = pulumi.ResourceOptions(parent=self)
 
         def in_database(*depends_on: pulumi.Resource, **extra) -> pulumi.ResourceOptions:
@@ -93,8 +91,8 @@ class Tenant(pulumi.ComponentResource):
             opts=in_database(),
         )
         plan = {
-            "reader": grants.reader_grants(schema.name, reader_role.name, table_owner=SUPERUSER),
-            "writer": grants.writer_grants(schema.name, ingest.writer_role.name),
+            "reader": grants.reader_grants(schema.name, reader_role.name, table_owner=database.table_owner),
+            "writer": grants.writer_grants(schema.name, ingest.writer_role_name),
         }
         grants.check_plan([grant for entries in plan.values() for grant in entries])
         granted = [
@@ -127,9 +125,9 @@ class Tenant(pulumi.ComponentResource):
         action = EmqxAction(
             f"{resource_name}-action",
             EmqxActionArgs(
-                connection=emqx.connection,
+                connection=broker.connection,
                 name=emqx_name(tenant.slug),
-                connector=emqx.connector.name,
+                connector=broker.connector_name,
                 bearer_token=token.result,
                 headers={"X-Tenant": tenant.slug},
             ),
@@ -138,7 +136,7 @@ class Tenant(pulumi.ComponentResource):
         rule = EmqxRule(
             f"{resource_name}-rule",
             EmqxRuleArgs(
-                connection=emqx.connection,
+                connection=broker.connection,
                 rule_id=emqx_name(tenant.slug),
                 sql=rule_sql(tenant.topic_filter),
                 actions=[action.emqx_id],
@@ -153,14 +151,14 @@ class Tenant(pulumi.ComponentResource):
             )
             acl = EmqxUserAcl(
                 f"{resource_name}-device-{device}-acl",
-                EmqxUserAclArgs(connection=emqx.connection, username=device, rules=topic_prefix_rules(tenant.topic_prefix)),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[emqx.authorization, rule]),
+                EmqxUserAclArgs(connection=broker.connection, username=device, rules=topic_prefix_rules(tenant.topic_prefix)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[broker.authorization, rule]),
             )
             # The user exists only once its ACL does: it never connects unrestricted.
             EmqxUser(
                 f"{resource_name}-device-{device}",
-                EmqxUserArgs(connection=emqx.connection, user_id=device, password=password.result),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[emqx.authenticator, acl]),
+                EmqxUserArgs(connection=broker.connection, user_id=device, password=password.result),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[broker.authenticator, acl]),
             )
             device_passwords[device] = password.result
 
