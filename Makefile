@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # e.g. make test PYTEST_ARGS='-m "not integration"'
 PYTEST_ARGS ?=
 
-.PHONY: deploy test test-unit smoke preview destroy
+.PHONY: deploy test test-unit smoke status preview destroy
 
 deploy: ## Deploy the dev stack (checks Docker and the pulumi CLI first)
 	@$(PYTHON) scripts/deploy.py
@@ -24,6 +24,9 @@ test-unit: $(VENV)/.installed
 
 smoke: $(VENV)/.installed ## After a deploy: publish through each tenant and check the rows arrived
 	$(PY) -m tools.smoke --stack $${STACK:-dev}
+
+status: $(VENV)/.installed ## Per tenant: EMQX rule and action metrics, messages lost, anything disabled
+	$(PY) -m tools.status --stack $${STACK:-dev}
 
 preview: $(VENV)/.installed
 	pulumi preview --diff --stack $${STACK:-dev}

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from components.providers.emqx.delivery import DEFAULT_DELIVERY_WINDOW, parse_window
+
 NAMESPACE = "telemetry"
 
 DEFAULT_TIMESCALEDB_IMAGE = "timescale/timescaledb:2.17.2-pg16"
@@ -105,9 +107,13 @@ class EmqxConfig(_Section):
     image: str = DEFAULT_EMQX_IMAGE
     mqtt_port: int = 1883
     dashboard_port: int = 18083
+    # How long EMQX keeps retrying a message the ingest path does not take (README "Delivery
+    # guarantees"); normalised to EMQX's form, e.g. "15m" or "infinity".
+    delivery_window: str = DEFAULT_DELIVERY_WINDOW
 
     _image = field_validator("image")(_pinned_image)
     _ports = field_validator("mqtt_port", "dashboard_port")(_port)
+    _delivery_window = field_validator("delivery_window")(parse_window)
 
 
 class IngestConfig(_Section):

@@ -10,6 +10,8 @@ import pulumi_random as random
 
 from components.labels import container_labels, volume_labels
 from components.providers.emqx import (
+    DEFAULT_DELIVERY_WINDOW,
+    ActionDelivery,
     EmqxAuthenticator,
     EmqxAuthenticatorArgs,
     EmqxAuthorization,
@@ -45,6 +47,8 @@ class EmqxArgs:
     # The ingest container: the connector is created once the service is up.
     ingest: pulumi.Resource
     labels: dict[str, str]
+    # telemetry:emqx.deliveryWindow: how long each tenant's action keeps undelivered messages.
+    delivery_window: str = DEFAULT_DELIVERY_WINDOW
 
 
 class Emqx(pulumi.ComponentResource):
@@ -55,6 +59,7 @@ class Emqx(pulumi.ComponentResource):
     authenticator: EmqxAuthenticator
     authorization: EmqxAuthorization
     connector: EmqxConnector
+    action_delivery: ActionDelivery
     api_url: str
     api_key: pulumi.Output[str]
     api_secret: pulumi.Output[str]
@@ -121,11 +126,17 @@ class Emqx(pulumi.ComponentResource):
         self.authenticator = EmqxAuthenticator(
             f"{resource_name}-authenticator", EmqxAuthenticatorArgs(connection=self.connection), opts=after_broker
         )
-        # Deny by default: no_match deny, and the shipped `file` source (which
-        # ends with {allow, all}) disabled.
+        # Deny by default: no_match deny, and the shipped `file` source (which ends with
+        # {allow, all}) disabled. The stack owns the whole authorization configuration: any other
+        # source, and any rule in the `all` or `clients` tables, is removed
+        # (components/providers/emqx/authz_config.py). Per-username rules belong to the tenants'
+        # EmqxUserAcl resources; the device list is not given here, so that adding a tenant
+        # changes none of the stack-wide resources.
         self.authorization = EmqxAuthorization(
             f"{resource_name}-authorization", EmqxAuthorizationArgs(connection=self.connection), opts=after_broker
         )
+        # Each tenant's action takes its buffer options from this (README "Delivery guarantees").
+        self.action_delivery = ActionDelivery.for_window(args.delivery_window)
         self.connector = EmqxConnector(
             f"{resource_name}-ingest-connector",
             EmqxConnectorArgs(connection=self.connection, name="ingest", url=args.ingest_url),

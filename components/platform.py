@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_postgresql as postgresql
 
-from components.providers.emqx import EmqxConnection
+from components.providers.emqx import ActionDelivery, EmqxConnection
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class TenantBroker:
     connector_name: pulumi.Input[str]
     authenticator: pulumi.Resource
     authorization: pulumi.Resource
+    # The action buffer options derived from telemetry:emqx.deliveryWindow.
+    action_delivery: ActionDelivery = field(default_factory=ActionDelivery.for_window)
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ class Tenant(pulumi.ComponentResource):
                 connector=broker.connector_name,
                 bearer_token=token.result,
                 headers={"X-Tenant": tenant.slug},
+                delivery=broker.action_delivery,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[registration]),
         )

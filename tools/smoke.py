@@ -5,8 +5,12 @@
 For each tenant it publishes a few messages through the simulator (one device
 per device user, all carrying a fresh run id), then reads the tenant's
 ``telemetry`` table as the tenant's reader role until every acknowledged
-message is there or the timeout passes.  One PASS/FAIL line per tenant; the
-exit code is 1 when any tenant failed, 2 when the outputs could not be read.
+message is there or the timeout passes.  It also reads the tenant's EMQX rule
+and action metrics before and after (tools.status): a tenant fails when any of
+its loss counters (``dropped.*``, ``failed``) grew during the run, whoever's
+messages were lost, because EMQX had acknowledged them to the devices.  One
+PASS/FAIL line per tenant; the exit code is 1 when any tenant failed, 2 when
+the outputs or the EMQX API could not be read.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from components.providers.telemetry_ddl import TELEMETRY_TABLE
 from tools import ToolError
 from tools.simulate import SimulationSettings, add_source_arguments, run_simulation
 from tools.stack_outputs import load_outputs, mqtt_address, reader_dsn, tenant_outputs, tenant_slugs
+from tools.status import emqx_api, tenant_status
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,22 @@ def check_tenant(outputs: dict[str, Any], slug: str, *, messages: int, timeout: 
     )
 
 
+def losses_during(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """How much each loss counter grew; a counter lower than before was reset (EMQX restarted or
+    the action was updated), so all of its current value is new."""
+    grown = {name: value - before.get(name, 0) if value >= before.get(name, 0) else value
+             for name, value in after.items()}
+    return {name: value for name, value in grown.items() if value > 0}
+
+
+def with_loss_check(check: TenantCheck, losses: dict[str, int]) -> TenantCheck:
+    if not losses:
+        return check
+    grown = ", ".join(f"{name} +{value}" for name, value in sorted(losses.items()))
+    return TenantCheck(check.slug, False, f"{check.detail}; EMQX lost messages during the run ({grown}): "
+                       "see `make status` and README 'Delivery guarantees'")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tools.smoke", description="Check that every tenant's messages are stored."
@@ -144,10 +165,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: the stack has no tenants: add one to telemetry:tenants and run `pulumi up`", file=sys.stderr)
         return 2
     checks = []
-    for slug in slugs:
-        check = check_tenant(outputs, slug, messages=args.messages, timeout=args.timeout)
-        print(check.line, flush=True)
-        checks.append(check)
+    try:
+        with emqx_api(outputs) as api:
+            before = {slug: tenant_status(api, slug).counters() for slug in slugs}
+            for slug in slugs:
+                check = check_tenant(outputs, slug, messages=args.messages, timeout=args.timeout)
+                check = with_loss_check(check, losses_during(before[slug], tenant_status(api, slug).counters()))
+                print(check.line, flush=True)
+                checks.append(check)
+    except ToolError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     failed = sum(not c.passed for c in checks)
     print(f"smoke: {len(checks) - failed} of {len(checks)} tenants passed")
     return 1 if failed else 0

@@ -61,6 +61,7 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
             ingest_url=ingest.internal_url,
             ingest=ingest.container,
             labels=labels,
+            delivery_window=config.emqx.delivery_window,
         ),
     )
     tenant_platform = TenantPlatform(
@@ -76,6 +77,7 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
             connector_name=emqx.connector.name,
             authenticator=emqx.authenticator,
             authorization=emqx.authorization,
+            action_delivery=emqx.action_delivery,
         ),
     )
     return PlatformBuild(

@@ -35,20 +35,28 @@ def authenticator_props(double: EmqxDouble) -> dict[str, Any]:
             "password_hash_algorithm": dict(p.DEFAULT_PASSWORD_HASH)}
 
 
-def authorization_props(double: EmqxDouble) -> dict[str, Any]:
+def authorization_props(double: EmqxDouble, max_rules: int = 100) -> dict[str, Any]:
     return {**conn(double), "no_match": "deny", "deny_action": "disconnect", "cache": dict(p.DEFAULT_AUTHZ_CACHE),
-            "max_rules": 100, "built_in_database_enabled": True, "file_source_enabled": False}
+            "include_mountpoint": False, "ignore_backend_failures": False,
+            "sources": p.default_authorization_sources(max_rules), "managed_usernames": None,
+            "all_rules": [], "client_rules": {}, "foreign_user_rules": {}}
 
 
 def connector_props(double: EmqxDouble, name: str = "ingest") -> dict[str, Any]:
     return {**conn(double), "name": name, "url": "http://ingest:8000", "headers": {"content-type": "application/json"},
-            "connect_timeout": "5s", "pool_size": 8, "enable_pipelining": 100, "health_check_interval": "15s"}
+            "connect_timeout": "5s", "pool_size": 8, "enable_pipelining": 100, "health_check_interval": "15s",
+            "enable": True}
+
+
+DELIVERY = p.ActionDelivery.for_window()
 
 
 def action_props(double: EmqxDouble, tenant: str = "a", token: str = "tok-a-0123456789") -> dict[str, Any]:
     return {**conn(double), "name": f"tenant_{tenant}", "connector": "ingest", "bearer_token": token,
             "headers": {"X-Tenant": tenant}, "path": "/ingest", "method": "post", "body": "${.}",
-            "query_mode": "async", "request_ttl": "45s", "inflight_window": 100, "worker_pool_size": 16}
+            "query_mode": "async", "request_ttl": DELIVERY.request_ttl, "max_buffer_bytes": DELIVERY.max_buffer_bytes,
+            "buffer_mode": DELIVERY.buffer_mode, "buffer_seg_bytes": DELIVERY.buffer_seg_bytes,
+            "inflight_window": 100, "worker_pool_size": 16, "enable": True}
 
 
 def rule_props(double: EmqxDouble, tenant: str = "a") -> dict[str, Any]:
@@ -160,7 +168,7 @@ CASES = [
     Case("authorization", p.EmqxAuthorizationProvider(), authorization_props,
          exists=lambda s: s.authz_source("built_in_database") is not None,
          drift=drift_settings, drift_key="no_match",
-         update={"max_rules": 50},
+         update={"sources": p.default_authorization_sources(50)},
          updated=lambda s: s.authz_source("built_in_database")["max_rules"] == 50,
          conflict=shrink_builtin_source),
     Case("connector", p.EmqxConnectorProvider(), connector_props,
@@ -598,9 +606,11 @@ def test_authorization_update_never_deletes_the_builtin_source(emqx: EmqxDouble)
     provider, props = p.EmqxAuthorizationProvider(), authorization_props(emqx)
     outs = provider.create(props).outs
     p.EmqxUserAclProvider().create(acl_props(emqx))
-    provider.update("authorization", outs, props | {"max_rules": 20, "deny_action": "ignore"})
-    assert emqx.calls_to("DELETE", "/api/v5/authorization") == []
+    provider.update("authorization", outs, props | {"sources": p.default_authorization_sources(20),
+                                                    "deny_action": "ignore"})
+    assert emqx.calls_to("DELETE", "/api/v5/authorization/sources") == []
     assert emqx.count("authz_user_rules") == 1
+    assert in_state(emqx, lambda s: s.authz_source("built_in_database")["max_rules"]) == 20
 
 
 def test_authorization_drift_of_the_file_source_is_seen_and_fixed(emqx: EmqxDouble) -> None:
@@ -608,7 +618,8 @@ def test_authorization_drift_of_the_file_source_is_seen_and_fixed(emqx: EmqxDoub
     outs = provider.create(props).outs
     in_state(emqx, lambda s: s.authz_source("file").update(enable=True))
     refreshed = provider.read("authorization", outs)
-    assert refreshed.outs["file_source_enabled"] is True
+    assert refreshed.outs["sources"][1] == {"type": "file", "enable": True}
+    assert provider.changed_keys(props, refreshed.outs) == ["sources"]
     provider.update("authorization", refreshed.outs, props)
     assert in_state(emqx, lambda s: s.authz_source("file")["enable"]) is False
 
@@ -618,7 +629,7 @@ def test_authorization_recreates_a_deleted_builtin_source_on_update(emqx: EmqxDo
     outs = provider.create(props).outs
     in_state(emqx, lambda s: s.authz_sources.remove(s.authz_source("built_in_database")))
     refreshed = provider.read("authorization", outs)
-    assert refreshed.outs["built_in_database_enabled"] is False
+    assert refreshed.outs["sources"] == [{"type": "file", "enable": False}]
     assert provider.diff("authorization", refreshed.outs, props).changes is True
     provider.update("authorization", refreshed.outs, props)
     assert in_state(emqx, lambda s: s.authz_source("built_in_database")["enable"]) is True

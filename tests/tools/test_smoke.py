@@ -8,6 +8,7 @@ the tenants it is told to forward into that tenant's ``telemetry`` table.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -21,9 +22,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from components.providers.telemetry_ddl import telemetry_table_ddl
+from tests.emqx_double.server import EmqxDouble
 from tests.tools.conftest import ACME, UMC, Broker, watching_all_tenants
+from tests.tools.emqx_stand_in import api_outputs, stack_emqx
 from tools import smoke
-from tools.smoke import wait_for_rows
+from tools.smoke import losses_during, wait_for_rows
 
 SCHEMAS = {UMC: "tenant_uberlandia_medical_center", ACME: "tenant_acme_labs"}
 PREFIXES = {"umc": UMC, "acme": ACME}
@@ -45,8 +48,8 @@ class TenantDatabase:
                 (topic.split("/")[2], topic, json.dumps(payload), uuid.uuid4().hex),
             )
 
-    def outputs(self, broker: Broker) -> dict:
-        outputs = broker.outputs(database_endpoint=self.endpoint)
+    def outputs(self, broker: Broker, emqx: EmqxDouble) -> dict:
+        outputs = broker.outputs(database_endpoint=self.endpoint, **api_outputs(emqx))
         for slug, (role, password) in self.readers.items():
             outputs["tenants"][slug]["readerRole"] = role
             outputs["readerPasswords"][slug] = password
@@ -80,6 +83,13 @@ def tenant_database(database: str) -> Iterator[TenantDatabase]:
         for role, _ in readers.values():
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture()
+def emqx() -> Iterator[EmqxDouble]:
+    """The EMQX management API smoke reads the loss counters from, with both tenants' rule and action."""
+    with stack_emqx({slug: prefix for prefix, slug in PREFIXES.items()}) as double:
+        yield double
 
 
 @pytest.fixture()
@@ -138,6 +148,7 @@ def test_a_reader_cannot_poll_another_tenants_schema(tenant_database: TenantData
 
 
 def test_smoke_passes_when_every_tenants_messages_are_stored(
+    emqx: EmqxDouble,
     broker: Broker,
     tenant_database: TenantDatabase,
     ingest_stand_in: set[str],
@@ -146,7 +157,7 @@ def test_smoke_passes_when_every_tenants_messages_are_stored(
 ) -> None:
     ingest_stand_in.update({UMC, ACME})
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps(tenant_database.outputs(broker)))
+    outputs.write_text(json.dumps(tenant_database.outputs(broker, emqx)))
 
     code = smoke.main(["--outputs-file", str(outputs), "--timeout", "20"])
 
@@ -158,6 +169,7 @@ def test_smoke_passes_when_every_tenants_messages_are_stored(
 
 
 def test_smoke_fails_the_tenant_whose_messages_never_arrive(
+    emqx: EmqxDouble,
     broker: Broker,
     tenant_database: TenantDatabase,
     ingest_stand_in: set[str],
@@ -166,7 +178,7 @@ def test_smoke_fails_the_tenant_whose_messages_never_arrive(
 ) -> None:
     ingest_stand_in.add(UMC)  # acme's messages are published and acknowledged, but never stored
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps(tenant_database.outputs(broker)))
+    outputs.write_text(json.dumps(tenant_database.outputs(broker, emqx)))
 
     code = smoke.main(["--outputs-file", str(outputs), "--timeout", "1", "--messages", "2"])
 
@@ -179,12 +191,13 @@ def test_smoke_fails_the_tenant_whose_messages_never_arrive(
 
 
 def test_smoke_reports_broker_and_database_problems_per_tenant(
+    emqx: EmqxDouble,
     broker: Broker,
     tenant_database: TenantDatabase,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    outputs = tenant_database.outputs(broker)
+    outputs = tenant_database.outputs(broker, emqx)
     outputs["deviceCredentials"][UMC]["umc_device"] = "wrong"
     outputs["readerPasswords"][ACME] = "wrong"
     path = tmp_path / "outputs.json"
@@ -204,11 +217,12 @@ def test_smoke_reports_broker_and_database_problems_per_tenant(
 
 
 def test_smoke_checks_only_the_named_tenant_and_rejects_unknown_ones(
+    emqx: EmqxDouble,
     broker: Broker,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    path = broker.write_outputs(tmp_path / "outputs.json")
+    path = broker.write_outputs(tmp_path / "outputs.json", **api_outputs(emqx))
 
     code = smoke.main(["--outputs-file", str(path), "--tenant", "nope"])
 
@@ -221,3 +235,49 @@ def test_smoke_checks_only_the_named_tenant_and_rejects_unknown_ones(
         ),
         "smoke: 0 of 1 tenants passed",
     ]
+
+
+def test_smoke_fails_a_tenant_whose_emqx_drop_counters_grew_during_the_run(
+    emqx: EmqxDouble,
+    broker: Broker,
+    tenant_database: TenantDatabase,
+    ingest_stand_in: set[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every smoke message is stored, but EMQX dropped other messages of acme meanwhile (say a
+    device's, after request_ttl): those were acknowledged to the device, so smoke fails."""
+    ingest_stand_in.update({UMC, ACME})
+    emqx.bump_action_metrics(f"tenant-{ACME}", dropped__expired=5)  # before the run: not this run's loss
+
+    def drop_during_the_run(client, userdata, message):
+        if message.topic.startswith("tenants/acme/"):
+            emqx.bump_action_metrics(f"tenant-{ACME}", dropped__expired=1)
+
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(tenant_database.outputs(broker, emqx)))
+    with watching_all_tenants(broker, drop_during_the_run, "dropper"):
+        code = smoke.main(["--outputs-file", str(outputs), "--timeout", "20"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1, lines
+    assert lines[0].startswith(f"FAIL {ACME}: 3/3 messages stored in {SCHEMAS[ACME]}.telemetry")
+    # +1..+3: the dropper may still be receiving when smoke reads the counters; never the 5 from before
+    assert re.search(r"EMQX lost messages during the run \(action\.dropped\.expired \+[123]\)", lines[0]), lines[0]
+    assert lines[1].startswith(f"PASS {UMC}: 3/3 messages stored")
+
+
+def test_smoke_without_the_emqx_api_outputs_says_what_is_missing(
+    broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = broker.write_outputs(tmp_path / "outputs.json")
+    assert smoke.main(["--outputs-file", str(path)]) == 2
+    assert "the stack outputs have no dashboardUrl, emqxApiKey, emqxApiSecret" in capsys.readouterr().err
+
+
+def test_losses_count_growth_and_treat_a_lower_counter_as_reset() -> None:
+    before = {"action.dropped.expired": 5, "action.failed": 2, "rule.failed": 0}
+    after = {"action.dropped.expired": 7, "action.failed": 1, "rule.failed": 0}
+    # failed went down: the metrics restarted (EMQX restart, action update), so its 1 is new
+    assert losses_during(before, after) == {"action.dropped.expired": 2, "action.failed": 1}
+    assert losses_during(after, after) == {}

@@ -23,6 +23,15 @@ RECORDED_PATHS = [
         "EmqxActionProvider", "EmqxRuleProvider", "EmqxUserProvider", "EmqxUserAclProvider",
     )
 ] + [
+    # Stacks created since the package split record the submodules.
+    ("components.providers.emqx.auth", "EmqxAuthenticatorProvider"),
+    ("components.providers.emqx.auth", "EmqxAuthorizationProvider"),
+    ("components.providers.emqx.bridges", "EmqxConnectorProvider"),
+    ("components.providers.emqx.bridges", "EmqxActionProvider"),
+    ("components.providers.emqx.bridges", "EmqxRuleProvider"),
+    ("components.providers.emqx.users", "EmqxUserProvider"),
+    ("components.providers.emqx.users", "EmqxUserAclProvider"),
+] + [
     ("components.providers.timescale", "HypertableProvider"),
     ("components.providers.registry", "TenantRegistryProvider"),
     ("components.providers.registry", "TenantRegistrationProvider"),

@@ -155,7 +155,9 @@ def test_emqx_stack_wide_objects(dev):
     assert children["emqx-authorization"] == DYNAMIC + "emqx:Authorization"
     assert children["emqx-ingest-connector"] == DYNAMIC + "emqx:Connector"
     authz = dev.named("emqx-authorization").inputs
-    assert (authz["no_match"], authz["deny_action"], authz["file_source_enabled"]) == ("deny", "disconnect", False)
+    assert (authz["no_match"], authz["deny_action"]) == ("deny", "disconnect")
+    assert authz["sources"] == [{"type": "built_in_database", "enable": True, "max_rules": 100},
+                                {"type": "file", "enable": False}]
     connector = dev.named("emqx-ingest-connector")
     assert connector.inputs["url"] == "http://ingest:8000"
     for name in ("emqx-authenticator", "emqx-authorization", "emqx-ingest-connector"):

@@ -9,6 +9,7 @@ stacks keep working.
 from components.providers.emqx.auth import EmqxAuthenticatorProvider, EmqxAuthorizationProvider
 from components.providers.emqx.base import UNKNOWN, _EmqxProvider, differences, fingerprint
 from components.providers.emqx.bridges import EmqxActionProvider, EmqxConnectorProvider, EmqxRuleProvider
+from components.providers.emqx.caches import drain_authorization_caches
 from components.providers.emqx.client import (
     DEFAULT_AUTHZ_CACHE,
     DEFAULT_PASSWORD_HASH,
@@ -21,6 +22,7 @@ from components.providers.emqx.client import (
     _secret_values,
     _wire,
 )
+from components.providers.emqx.delivery import DEFAULT_DELIVERY_WINDOW, ActionDelivery, parse_window
 from components.providers.emqx.resources import (
     EmqxAction,
     EmqxActionArgs,
@@ -37,15 +39,18 @@ from components.providers.emqx.resources import (
     EmqxUserAcl,
     EmqxUserAclArgs,
     EmqxUserArgs,
+    default_authorization_sources,
     topic_prefix_rules,
 )
 from components.providers.emqx.users import EmqxUserAclProvider, EmqxUserProvider
 
 __all__ = [
     "DEFAULT_AUTHZ_CACHE",
+    "DEFAULT_DELIVERY_WINDOW",
     "DEFAULT_PASSWORD_HASH",
     "REDACTED",
     "UNKNOWN",
+    "ActionDelivery",
     "ApiAnswer",
     "EmqxAction",
     "EmqxActionArgs",
@@ -76,7 +81,10 @@ __all__ = [
     "_EmqxProvider",
     "_secret_values",
     "_wire",
+    "default_authorization_sources",
     "differences",
+    "drain_authorization_caches",
     "fingerprint",
+    "parse_window",
     "topic_prefix_rules",
 ]

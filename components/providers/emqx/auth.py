@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from components.providers.emqx.authz_config import (
+    converge_sources,
+    live_configuration,
+    put_settings,
+    remove_foreign_rules,
+)
 from components.providers.emqx.base import (
     _delete_tolerating_missing,
     _EmqxProvider,
@@ -12,6 +18,7 @@ from components.providers.emqx.base import (
     _refuse_while_listed,
     differences,
 )
+from components.providers.emqx.caches import drain_authorization_caches
 from components.providers.emqx.client import (
     AUTHZ_USER_RULES_PATH,
     BUILTIN_AUTHENTICATOR_ID,
@@ -68,78 +75,60 @@ class EmqxAuthenticatorProvider(_EmqxProvider):
 
 
 class EmqxAuthorizationProvider(_EmqxProvider):
-    """Stack-wide authorization: the built_in_database source, the default `file` source
-    disabled, and the settings (no_match / deny_action / cache).
+    """The broker's whole authorization configuration, owned by the stack (authz_config.py).
 
-    The settings and the `file` source exist on every broker, so create converges them; only a
-    pre-existing built_in_database source with different content is a conflict. The source is
-    never deleted to change it (deleting an enabled one wipes every rule, section 13.12).
+    Inputs: `sources`, the desired sources in evaluation order (today `built_in_database`, then
+    the default `file` source disabled, since its acl.conf ends in `{allow, all}`); the settings
+    (`no_match`, `deny_action`, `cache`, and on 6.x `include_mountpoint`,
+    `ignore_backend_failures`); `managed_usernames`, when given, the usernames whose
+    built-in-database rules EmqxUserAcl resources own (the stack leaves it out, so that adding a
+    tenant changes no stack-wide resource: each EmqxUserAcl watches its own username). Desired and
+    compared as well: `all_rules: []`, `client_rules: {}`, `foreign_user_rules: {}` - anything EMQX
+    holds there was written outside the stack and can open one tenant's topics to another, so
+    `read` reports it and `update` deletes it, then empties the authorization caches. Moving devices to a `postgresql` source later means a
+    different `sources` list (with that source's password handled as a secret input).
+
+    The source list is never converged by deleting a source the stack still wants (deleting an
+    enabled built_in_database source wipes every rule, section 13.12); only a pre-existing
+    built_in_database source with different settings is a conflict on create.
 
     Delete leaves the broker closed: the settings stay deny-by-default and the `file` source
-    (whose acl.conf ends in `{allow, all}`) stays disabled, so a broker that outlives the stack
-    does not become open to every client. Only the built_in_database source is deleted, after
-    Pulumi has deleted the EmqxUserAcl resources that depend on it; while any per-user rule is
-    left, delete refuses with a message (deleting the enabled source would wipe them).
+    stays disabled, so a broker that outlives the stack does not become open to every client.
+    Only the built_in_database source is deleted, after Pulumi has deleted the EmqxUserAcl
+    resources that depend on it; while any per-user rule is left, delete refuses with a message.
     """
 
     kind = "EMQX authorization"
-    compared_keys = ("no_match", "deny_action", "cache", "max_rules", "built_in_database_enabled",
-                     "file_source_enabled")
+    compared_keys = ("no_match", "deny_action", "cache", "include_mountpoint", "ignore_backend_failures",
+                     "sources", "all_rules", "client_rules", "foreign_user_rules")
 
     def object_id(self, props: Mapping[str, Any]) -> str:
         return "authorization"
 
-    @staticmethod
-    def builtin_source(props: Mapping[str, Any]) -> dict[str, Any]:
-        return {"type": "built_in_database", "enable": True, "max_rules": props["max_rules"]}
-
-    @staticmethod
-    def settings(props: Mapping[str, Any]) -> dict[str, Any]:
-        # 5.8 answers 500 when a key is missing (section 13.14): always all three.
-        return {"no_match": props["no_match"], "deny_action": props["deny_action"], "cache": dict(props["cache"])}
-
     def post(self, api: EmqxApi, props: Mapping[str, Any]) -> bool:
+        wanted = next((s for s in props["sources"] if s["type"] == "built_in_database"), None)
         existing = _get_or_none(api, "/authorization/sources/built_in_database")
-        if existing is None:
-            api.call("POST", "/authorization/sources", self.builtin_source(props), accept=(204,))
-        else:
-            found = differences({"enable": True, "max_rules": props["max_rules"]}, existing, "built_in_database")
+        if wanted is not None and existing is not None:
+            found = differences(dict(wanted), existing, "built_in_database")
             if found:
                 raise EmqxConflictError(
                     f"{self.label(props)}: the built_in_database authorization source already exists in EMQX "
                     f"with different content: {'; '.join(found)}. Change max_rules to match, or fix the source "
                     "in EMQX (do not delete an enabled one: that erases its rules), then run again."
                 )
-        self.converge_file_source_and_settings(api, props)
+        self.put(api, props)
         return False
 
-    def converge_file_source_and_settings(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
-        file_source = _get_or_none(api, "/authorization/sources/file")
-        if file_source is not None and file_source.get("enable") is not False:
-            # PUT needs the full source; keep its rules/path as they are.
-            api.call("PUT", "/authorization/sources/file", {**file_source, "type": "file", "enable": False},
-                     accept=(204,))
-        api.call("PUT", "/authorization/settings", self.settings(props), accept=(200,))
-
     def live(self, api: EmqxApi, props: Mapping[str, Any]) -> dict[str, Any] | None:
-        settings = api.call("GET", "/authorization/settings", accept=(200,)).body
-        builtin = _get_or_none(api, "/authorization/sources/built_in_database") or {}
-        file_source = _get_or_none(api, "/authorization/sources/file") or {}
-        return {"no_match": settings.get("no_match"), "deny_action": settings.get("deny_action"),
-                "cache": settings.get("cache"), "max_rules": builtin.get("max_rules"),
-                "built_in_database_enabled": builtin.get("enable", False),
-                "file_source_enabled": file_source.get("enable", False)}
+        return live_configuration(api, props)
 
     def put(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
-        existing = _get_or_none(api, "/authorization/sources/built_in_database")
-        if existing is None:
-            api.call("POST", "/authorization/sources", self.builtin_source(props), accept=(204,))
-        elif differences({"enable": True, "max_rules": props["max_rules"]}, existing, "built_in_database"):
-            api.call("PUT", "/authorization/sources/built_in_database", self.builtin_source(props), accept=(204,))
-        self.converge_file_source_and_settings(api, props)
+        converge_sources(api, self.label(props), props["sources"])
+        remove_foreign_rules(api, props.get("managed_usernames"))
+        put_settings(api, props)
+        # Rule-table deletions and a settings change do not drain the caches by themselves.
+        drain_authorization_caches(api)
 
     def remove(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
         _refuse_while_listed(api, AUTHZ_USER_RULES_PATH, self.label(props), "per-user rules", "EmqxUserAcl")
         _delete_tolerating_missing(api, "/authorization/sources/built_in_database")
-
-

@@ -113,6 +113,9 @@ class _EmqxProvider(ResourceProvider):
     compared_keys: ClassVar[tuple[str, ...]] = ()
     replace_keys: ClassVar[tuple[str, ...]] = ()
     secret_inputs: ClassVar[dict[str, str]] = {}
+    # Compared keys added after stacks were created: the value their old state stands for, so
+    # the first `pulumi up` after an upgrade does not see a change that is not there.
+    legacy_defaults: ClassVar[dict[str, Any]] = {}
 
     # -- hooks --
     def object_id(self, props: Mapping[str, Any]) -> str:
@@ -155,6 +158,7 @@ class _EmqxProvider(ResourceProvider):
         return {**outs, **self.fingerprints(props), "emqx_id": self.object_id(props)}
 
     def changed_keys(self, desired: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
+        actual = {**{k: v for k, v in self.legacy_defaults.items() if k not in actual}, **actual}
         want, have = self.comparable(desired), self.comparable(actual)
         return [key for key in self.compared_keys if differences(want[key], have[key], key)]
 
@@ -203,8 +207,12 @@ class _EmqxProvider(ResourceProvider):
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         with self.client(news) as api:
-            self.put(api, news)
+            self.converge(api, olds, news)
         return UpdateResult(self.outputs(news))
+
+    def converge(self, api: EmqxApi, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+        """Make EMQX match `news`, knowing the last state `olds`; the default is one PUT."""
+        self.put(api, news)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         with self.client(props) as api:

@@ -21,6 +21,28 @@ from components.providers.emqx.client import (
     EmqxApiError,
 )
 
+
+def _converge_enable_or_put(provider: _EmqxProvider, api: EmqxApi, olds: Mapping[str, Any],
+                            news: Mapping[str, Any]) -> None:
+    """Restore a connector or action switched off in the dashboard, or apply any other change.
+
+    When `enable` is all that differs (`PUT .../enable/false` in the dashboard writes
+    `enable: false` into the config), flip it back with `PUT .../enable/true` (204) rather
+    than a full PUT. Otherwise one PUT carries everything, `enable` included. Updating an
+    enabled action restarts its buffer workers (what they held is lost, the metrics restart at
+    zero: `emqx_bridge_v2:uninstall_bridge_v2/4`), so no PUT is sent that is not needed.
+    """
+    changed = provider.changed_keys(news, olds)
+    changed += [secret for secret, out in provider.secret_inputs.items()
+                if olds.get(out) != fingerprint(news.get(secret, ""), provider.object_id(news))]
+    if changed == ["enable"]:
+        state = "true" if news.get("enable", True) else "false"
+        path = f"{provider.enable_path}/{_path_segment(provider.object_id(news))}/enable/{state}"
+        if api.call("PUT", path, accept=(204, 404)).status == 204:
+            return
+    provider.put(api, news)  # also re-creates an object deleted behind our back
+
+
 # ---- connector --------------------------------------------------------------------------
 
 
@@ -30,8 +52,10 @@ class EmqxConnectorProvider(_EmqxProvider):
 
     kind = "EMQX connector"
     compared_keys = ("name", "url", "headers", "connect_timeout", "pool_size", "enable_pipelining",
-                     "health_check_interval")
+                     "health_check_interval", "enable")
     replace_keys = ("name",)
+    legacy_defaults: ClassVar[dict[str, Any]] = {"enable": True}  # stacks from before `enable` was compared
+    enable_path = "/connectors"
 
     def object_id(self, props: Mapping[str, Any]) -> str:
         return f"http:{props['name']}"
@@ -41,6 +65,7 @@ class EmqxConnectorProvider(_EmqxProvider):
         # No type/name: a PUT body with them is 400 (section 13.6); POST adds them.
         return {"url": props["url"], "headers": dict(props["headers"]), "connect_timeout": props["connect_timeout"],
                 "pool_size": props["pool_size"], "enable_pipelining": props["enable_pipelining"],
+                "enable": props.get("enable", True),
                 "resource_opts": {"health_check_interval": props["health_check_interval"]}}
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
@@ -62,8 +87,11 @@ class EmqxConnectorProvider(_EmqxProvider):
             return None
         return {"name": found.get("name"), "url": found.get("url"), "headers": found.get("headers"),
                 "connect_timeout": found.get("connect_timeout"), "pool_size": found.get("pool_size"),
-                "enable_pipelining": found.get("enable_pipelining"),
+                "enable_pipelining": found.get("enable_pipelining"), "enable": found.get("enable"),
                 "health_check_interval": (found.get("resource_opts") or {}).get("health_check_interval")}
+
+    def converge(self, api: EmqxApi, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+        _converge_enable_or_put(self, api, olds, news)
 
     def put(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
         path = f"/connectors/{_path_segment(self.object_id(props))}"
@@ -96,21 +124,26 @@ class EmqxActionProvider(_EmqxProvider):
 
     kind = "EMQX action"
     compared_keys = ("name", "connector", "path", "method", "headers", "body", "query_mode", "request_ttl",
-                     "inflight_window", "worker_pool_size")
+                     "inflight_window", "worker_pool_size", "max_buffer_bytes", "buffer_mode", "buffer_seg_bytes",
+                     "enable")
     replace_keys = ("name",)
     secret_inputs: ClassVar[dict[str, str]] = {"bearer_token": "bearer_token_sha256"}
+    legacy_defaults: ClassVar[dict[str, Any]] = {"enable": True}  # stacks from before `enable` was compared
+    enable_path = "/actions"
 
     def object_id(self, props: Mapping[str, Any]) -> str:
         return f"http:{props['name']}"
 
     def body(self, props: Mapping[str, Any]) -> dict[str, Any]:
         headers = {**_without_authorization(props["headers"]), "Authorization": f"Bearer {props['bearer_token']}"}
-        return {"connector": props["connector"],
+        buffer = {key: props[key] for key in ("max_buffer_bytes", "buffer_mode", "buffer_seg_bytes")
+                  if props.get(key) is not None}
+        return {"connector": props["connector"], "enable": props.get("enable", True),
                 "parameters": {"path": props["path"], "method": props["method"], "headers": headers,
                                "body": props["body"]},
                 "resource_opts": {"query_mode": props["query_mode"], "request_ttl": props["request_ttl"],
                                   "inflight_window": props["inflight_window"],
-                                  "worker_pool_size": props["worker_pool_size"]}}
+                                  "worker_pool_size": props["worker_pool_size"], **buffer}}
 
     def comparable(self, props: Mapping[str, Any]) -> dict[str, Any]:
         return {**super().comparable(props), "headers": _without_authorization(props.get("headers"))}
@@ -144,8 +177,9 @@ class EmqxActionProvider(_EmqxProvider):
                 "method": parameters.get("method"), "headers": _without_authorization(headers),
                 "body": parameters.get("body"), "query_mode": opts.get("query_mode"),
                 "request_ttl": opts.get("request_ttl"), "inflight_window": opts.get("inflight_window"),
-                "worker_pool_size": opts.get("worker_pool_size"),
-                "bearer_token_sha256": self.live_token_fingerprint(headers, props)}
+                "worker_pool_size": opts.get("worker_pool_size"), "max_buffer_bytes": opts.get("max_buffer_bytes"),
+                "buffer_mode": opts.get("buffer_mode"), "buffer_seg_bytes": opts.get("buffer_seg_bytes"),
+                "enable": found.get("enable"), "bearer_token_sha256": self.live_token_fingerprint(headers, props)}
 
     def live_token_fingerprint(self, headers: Mapping[str, Any], props: Mapping[str, Any]) -> str | None:
         value = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
@@ -154,6 +188,9 @@ class EmqxActionProvider(_EmqxProvider):
         if isinstance(value, str) and value.startswith("Bearer "):
             return fingerprint(value.removeprefix("Bearer "), self.object_id(props))
         return None  # header removed or replaced: the next update re-applies the token
+
+    def converge(self, api: EmqxApi, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+        _converge_enable_or_put(self, api, olds, news)
 
     def put(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
         path = f"/actions/{_path_segment(self.object_id(props))}"

@@ -33,7 +33,7 @@ SENSITIVE_KEYS = frozenset(
 )
 # Maps compared exactly (EMQX replaces them as a whole); other objects are compared as subsets
 # because EMQX fills in defaults for the keys we do not send.
-EXACT_MAP_KEYS = frozenset({"headers"})
+EXACT_MAP_KEYS = frozenset({"headers", "client_rules", "foreign_user_rules"})
 DEFAULT_AUTHZ_CACHE: dict[str, Any] = {"enable": True, "max_size": 32, "ttl": "1m", "excludes": []}
 # Salted SHA-256 rather than bcrypt: device passwords are generated with high entropy, so a slow
 # hash buys nothing against offline guessing, while bcrypt would cost tens of milliseconds of

@@ -11,6 +11,7 @@ import pulumi
 from components.providers.emqx.auth import EmqxAuthenticatorProvider, EmqxAuthorizationProvider
 from components.providers.emqx.bridges import EmqxActionProvider, EmqxConnectorProvider, EmqxRuleProvider
 from components.providers.emqx.client import DEFAULT_AUTHZ_CACHE, DEFAULT_PASSWORD_HASH, DEFAULT_READY_TIMEOUT_S
+from components.providers.emqx.delivery import ActionDelivery
 from components.providers.emqx.users import EmqxUserAclProvider, EmqxUserProvider
 
 # ---- Pulumi resources -------------------------------------------------------------------
@@ -56,27 +57,46 @@ class EmqxAuthenticator(pulumi.dynamic.Resource, module="emqx", name="Authentica
         super().__init__(EmqxAuthenticatorProvider(), resource_name, props, _options(opts, []))
 
 
+def default_authorization_sources(max_rules: int = 100) -> list[dict[str, Any]]:
+    """Devices' rules in the built-in database, then the shipped `file` source switched off (its
+    acl.conf ends in `{allow, all}`, which would allow whatever the database does not match)."""
+    return [{"type": "built_in_database", "enable": True, "max_rules": max_rules},
+            {"type": "file", "enable": False}]
+
+
 @dataclass
 class EmqxAuthorizationArgs:
     connection: EmqxConnection
     no_match: pulumi.Input[str] = "deny"
     deny_action: pulumi.Input[str] = "disconnect"
     cache: pulumi.Input[Mapping[str, Any]] = field(default_factory=lambda: dict(DEFAULT_AUTHZ_CACHE))
-    max_rules: pulumi.Input[int] = 100
+    max_rules: int = 100  # of the built_in_database source, when `sources` is not given
+    # The sources in evaluation order; anything else EMQX has is removed.
+    sources: Sequence[Mapping[str, Any]] | None = None
+    # Usernames whose built-in-database rules EmqxUserAcl resources manage: when given, the rules
+    # of every other username are drift too. None leaves the `users` table to the EmqxUserAcls.
+    managed_usernames: pulumi.Input[Sequence[str]] | None = None
+    # 6.x only (5.8 has neither): kept at EMQX's defaults, since 6.x resets them on every settings PUT.
+    include_mountpoint: pulumi.Input[bool] = False
+    ignore_backend_failures: pulumi.Input[bool] = False
 
 
 class EmqxAuthorization(pulumi.dynamic.Resource, module="emqx", name="Authorization"):
-    """Deny-by-default authorization. Outputs: emqx_id, no_match, deny_action, cache, max_rules,
-    built_in_database_enabled, file_source_enabled."""
+    """The broker's whole authorization configuration. Outputs: emqx_id, sources, no_match,
+    deny_action, cache, include_mountpoint, ignore_backend_failures, managed_usernames, and the
+    drift it removes: all_rules, client_rules, foreign_user_rules (empty when EMQX is as desired)."""
 
     emqx_id: pulumi.Output[str]
 
     def __init__(self, resource_name: str, args: EmqxAuthorizationArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
+        sources = args.sources if args.sources is not None else default_authorization_sources(args.max_rules)
         props = {**args.connection.props(), "no_match": args.no_match, "deny_action": args.deny_action,
-                 "cache": args.cache, "max_rules": args.max_rules,
+                 "cache": args.cache, "include_mountpoint": args.include_mountpoint,
+                 "ignore_backend_failures": args.ignore_backend_failures,
+                 "sources": [dict(source) for source in sources], "managed_usernames": args.managed_usernames,
                  # What this resource is for: checked on read like any other input.
-                 "built_in_database_enabled": True, "file_source_enabled": False, "emqx_id": None}
+                 "all_rules": [], "client_rules": {}, "foreign_user_rules": {}, "emqx_id": None}
         super().__init__(EmqxAuthorizationProvider(), resource_name, props, _options(opts, []))
 
 
@@ -90,6 +110,7 @@ class EmqxConnectorArgs:
     pool_size: pulumi.Input[int] = 8
     enable_pipelining: pulumi.Input[int] = 100
     health_check_interval: pulumi.Input[str] = "15s"
+    enable: pulumi.Input[bool] = True
 
 
 class EmqxConnector(pulumi.dynamic.Resource, module="emqx", name="Connector"):
@@ -103,7 +124,7 @@ class EmqxConnector(pulumi.dynamic.Resource, module="emqx", name="Connector"):
         props = {**args.connection.props(), "name": args.name, "url": args.url, "headers": args.headers,
                  "connect_timeout": args.connect_timeout, "pool_size": args.pool_size,
                  "enable_pipelining": args.enable_pipelining, "health_check_interval": args.health_check_interval,
-                 "emqx_id": None}
+                 "enable": args.enable, "emqx_id": None}
         super().__init__(EmqxConnectorProvider(), resource_name, props, _options(opts, []))
 
 
@@ -118,15 +139,18 @@ class EmqxActionArgs:
     method: pulumi.Input[str] = "post"
     body: pulumi.Input[str] = "${.}"
     query_mode: pulumi.Input[str] = "async"
-    request_ttl: pulumi.Input[str] = "45s"
     inflight_window: pulumi.Input[int] = 100
     worker_pool_size: pulumi.Input[int] = 16
+    # What survives an ingest or database outage: request_ttl, max_buffer_bytes, buffer mode (delivery.py).
+    delivery: ActionDelivery = field(default_factory=ActionDelivery.for_window)
+    enable: pulumi.Input[bool] = True
 
 
 class EmqxAction(pulumi.dynamic.Resource, module="emqx", name="Action"):
     """An HTTP action. Outputs: emqx_id (`http:<name>`, what a rule's actions list takes), name,
     connector, path, method, headers, body, query_mode, request_ttl, inflight_window,
-    worker_pool_size, bearer_token_sha256 (secret). The token itself is not an output."""
+    worker_pool_size, max_buffer_bytes, buffer_mode, buffer_seg_bytes, enable,
+    bearer_token_sha256 (secret). The token itself is not an output."""
 
     emqx_id: pulumi.Output[str]
     name: pulumi.Output[str]
@@ -136,8 +160,10 @@ class EmqxAction(pulumi.dynamic.Resource, module="emqx", name="Action"):
         props = {**args.connection.props(), "name": args.name, "connector": args.connector,
                  "bearer_token": pulumi.Output.secret(args.bearer_token), "headers": args.headers,
                  "path": args.path, "method": args.method, "body": args.body, "query_mode": args.query_mode,
-                 "request_ttl": args.request_ttl, "inflight_window": args.inflight_window,
-                 "worker_pool_size": args.worker_pool_size, "bearer_token_sha256": None, "emqx_id": None}
+                 "request_ttl": args.delivery.request_ttl, "max_buffer_bytes": args.delivery.max_buffer_bytes,
+                 "buffer_mode": args.delivery.buffer_mode, "buffer_seg_bytes": args.delivery.buffer_seg_bytes,
+                 "inflight_window": args.inflight_window, "worker_pool_size": args.worker_pool_size,
+                 "enable": args.enable, "bearer_token_sha256": None, "emqx_id": None}
         super().__init__(EmqxActionProvider(), resource_name, props,
                          _options(opts, ["bearer_token", "bearer_token_sha256"]))
 

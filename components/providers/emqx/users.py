@@ -14,6 +14,7 @@ from components.providers.emqx.base import (
     _EmqxProvider,
     _get_or_none,
 )
+from components.providers.emqx.caches import drain_authorization_caches
 from components.providers.emqx.client import (
     AUTHZ_USER_RULES_PATH,
     USERS_PATH,
@@ -88,7 +89,13 @@ def _normalised_acl_rules(rules: Any) -> list[dict[str, Any]]:
 class EmqxUserAclProvider(_EmqxProvider):
     """The built-in-database authorization rules of one username. Written with PUT, which is an
     upsert that replaces the list (POST would be 409 for an existing user). Rule order matters:
-    the first match wins."""
+    the first match wins.
+
+    The outputs hold the rules as EMQX stores and returns them (`qos` and `retain` filled in), so
+    a refresh right after create or update shows no change. Every update and delete empties the
+    authorization caches (caches.py): EMQX does not, and a narrowed or removed ACL would otherwise
+    keep allowing connected clients for up to the cache TTL.
+    """
 
     kind = "EMQX user ACL"
     compared_keys = ("username", "rules")
@@ -102,6 +109,13 @@ class EmqxUserAclProvider(_EmqxProvider):
 
     def comparable(self, props: Mapping[str, Any]) -> dict[str, Any]:
         return {"username": props.get("username"), "rules": _normalised_acl_rules(props.get("rules"))}
+
+    def outputs(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        return {**super().outputs(props), "rules": _normalised_acl_rules(props.get("rules"))}
+
+    def converge(self, api: EmqxApi, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+        self.put(api, news)
+        drain_authorization_caches(api)
 
     def post(self, api: EmqxApi, props: Mapping[str, Any]) -> bool:
         if self.live(api, props) is not None:
@@ -126,5 +140,6 @@ class EmqxUserAclProvider(_EmqxProvider):
 
     def remove(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
         _delete_tolerating_missing(api, self.rules_path(props))
+        drain_authorization_caches(api)
 
 
