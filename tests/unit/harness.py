@@ -174,6 +174,9 @@ def run_program(
     asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = _Mocks()
     monitor = _RecordingMonitor(mocks)
+    # set_mocks keeps a root stack resource an earlier test left behind (another project's, e.g.
+    # from @pulumi.runtime.test): start without one, so this program's stack is the root.
+    pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project="telemetry", stack=stack, preview=preview, monitor=monitor)
     values = config_values(config)
     secret_full_keys = [f"telemetry:{key}" for key in secret_keys]
