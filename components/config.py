@@ -32,6 +32,7 @@ MAX_SLUG_LENGTH = MAX_IDENTIFIER_BYTES - len(SCHEMA_PREFIX) - len(READER_ROLE_SU
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 TOPIC_LEVEL_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 DEVICE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SERVER_NAME_PATTERN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$|^[0-9a-fA-F:.]+$")
 IMAGE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 INTERVAL_PATTERN = re.compile(
     r"^\s*(?P<count>[1-9][0-9]*)\s*(?P<unit>second|minute|hour|day|week|month|year)s?\s*$", re.IGNORECASE
@@ -95,29 +96,87 @@ def _port(value: int) -> int:
     return value
 
 
-class TimescaleDbConfig(_Section):
+def _cpu_limit(value: float | None) -> float | None:
+    if value is not None and not 0.01 <= value <= 1024:
+        raise ValueError(f"{value} is not a CPU limit; use a number of CPUs such as 0.5 or 2")
+    return value
+
+
+class ContainerLimits(_Section):
+    """Optional per-container limits: memory in MiB (no swap beyond it) and a number of CPUs."""
+
+    memory_mb: int | None = Field(default=None, ge=64, le=1_048_576)
+    cpus: float | None = None
+
+    _cpus = field_validator("cpus")(_cpu_limit)
+
+
+# Host ports default away from the usual system services (a Debian PostgreSQL on 5432, a
+# mosquitto on 1883/8883, development servers on 8000), so a first deploy does not collide.
+class TimescaleDbConfig(ContainerLimits):
     image: str = DEFAULT_TIMESCALEDB_IMAGE
-    host_port: int = 5432
+    host_port: int = 15432
+    # Docker's default /dev/shm is 64 MiB; parallel queries need more (their shared memory lives there).
+    shm_size_mb: int = Field(default=256, ge=64, le=65_536)
 
     _image = field_validator("image")(_pinned_image)
     _host_port = field_validator("host_port")(_port)
 
 
-class EmqxConfig(_Section):
+class EmqxConfig(ContainerLimits):
     image: str = DEFAULT_EMQX_IMAGE
-    mqtt_port: int = 1883
+    mqtt_port: int = 11883
+    mqtt_tls_port: int = 18883
+    # The plain-text MQTT listener; the TLS listener is always on.
+    plain_listener: bool = True
     dashboard_port: int = 18083
     # How long EMQX keeps retrying a message the ingest path does not take (README "Delivery
     # guarantees"); normalised to EMQX's form, e.g. "15m" or "infinity".
     delivery_window: str = DEFAULT_DELIVERY_WINDOW
+    # Extra DNS names or IP addresses devices reach the broker by, added to the generated
+    # server certificate (it always covers localhost and 127.0.0.1).
+    tls_server_names: list[str] = Field(default_factory=list)
 
     _image = field_validator("image")(_pinned_image)
-    _ports = field_validator("mqtt_port", "dashboard_port")(_port)
+    _ports = field_validator("mqtt_port", "mqtt_tls_port", "dashboard_port")(_port)
     _delivery_window = field_validator("delivery_window")(parse_window)
 
+    @field_validator("tls_server_names")
+    @classmethod
+    def _server_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not SERVER_NAME_PATTERN.match(name)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))}: list DNS names (e.g. 'mqtt.example.com') or IP addresses only"
+            )
+        return value
 
-class IngestConfig(_Section):
-    host_port: int = 8000
+
+class MqttTlsConfig(_Section):
+    """A server certificate of your own for the MQTT TLS listener (instead of the generated one)."""
+
+    certificate: str
+    private_key: str
+    # The CA devices should trust (exported as mqttCaCertificate); absent for a public CA.
+    ca_certificate: str | None = None
+
+    @field_validator("certificate", "ca_certificate")
+    @classmethod
+    def _certificate(cls, value: str | None) -> str | None:
+        if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
+            raise ValueError("is not a PEM certificate; paste the PEM text (-----BEGIN CERTIFICATE----- ...)")
+        return value
+
+    @field_validator("private_key")
+    @classmethod
+    def _private_key(cls, value: str) -> str:
+        if not re.search(r"-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----", value) or "ENCRYPTED" in value:
+            raise ValueError("is not an unencrypted PEM private key; paste the PEM text (-----BEGIN PRIVATE KEY----- ...)")
+        return value
+
+
+class IngestConfig(ContainerLimits):
+    host_port: int = 18000
     workers: int = Field(default=2, ge=1, le=32)
 
     _host_port = field_validator("host_port")(_port)
@@ -203,6 +262,7 @@ class StackConfig(_Section):
     timescaledb: TimescaleDbConfig = TimescaleDbConfig()
     emqx: EmqxConfig = EmqxConfig()
     ingest: IngestConfig = IngestConfig()
+    mqtt_tls: MqttTlsConfig | None = None
     tenants: list[TenantConfig] = Field(default_factory=list)
 
 
@@ -291,14 +351,33 @@ def _check_tenants(raw_tenants: Any, problems: list[str]) -> list[TenantConfig]:
     return [tenant for _, tenant in tenants]
 
 
-def _check_ports(timescaledb: TimescaleDbConfig, emqx: EmqxConfig, ingest: IngestConfig, problems: list[str]) -> None:
-    owners: dict[int, str] = {}
-    for key, port in (
+def host_ports(timescaledb: TimescaleDbConfig, emqx: EmqxConfig, ingest: IngestConfig) -> list[tuple[str, int]]:
+    """Every host port the stack publishes, with the config key that sets it."""
+    return [
         ("timescaledb.hostPort", timescaledb.host_port),
-        ("emqx.mqttPort", emqx.mqtt_port),
+        *([("emqx.mqttPort", emqx.mqtt_port)] if emqx.plain_listener else []),
+        ("emqx.mqttTlsPort", emqx.mqtt_tls_port),
         ("emqx.dashboardPort", emqx.dashboard_port),
         ("ingest.hostPort", ingest.host_port),
-    ):
+    ]
+
+
+def _check_mqtt_tls(raw: Any, secret: bool, problems: list[str]) -> MqttTlsConfig | None:
+    if raw is None:
+        return None
+    if not secret:
+        # A private key in plain text would sit in Pulumi.<stack>.yaml and in the state.
+        problems.append(
+            f"{NAMESPACE}:mqttTls: holds a private key but is not a secret; set it with "
+            f"`pulumi config set --secret --path {NAMESPACE}:mqttTls.privateKey < server-key.pem` "
+            "(and certificate the same way), and remove the plain value"
+        )
+    return _check(MqttTlsConfig, raw, "mqttTls", problems)
+
+
+def _check_ports(timescaledb: TimescaleDbConfig, emqx: EmqxConfig, ingest: IngestConfig, problems: list[str]) -> None:
+    owners: dict[int, str] = {}
+    for key, port in host_ports(timescaledb, emqx, ingest):
         if port in owners:
             problems.append(
                 f"{NAMESPACE}:{key}: port {port} is also {NAMESPACE}:{owners[port]}; "
@@ -319,13 +398,14 @@ def _check_platform(raw_platform: Any, problems: list[str]) -> str:
     return raw_platform
 
 
-def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
+def parse_stack_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> StackConfig:
     """Validate the raw ``telemetry:*`` config values (keys without the namespace).
 
+    ``secret_keys`` names the keys (without the namespace) the stack holds as secrets.
     Raises ConfigError listing every problem found.
     """
     problems: list[str] = []
-    known = {*SECTIONS, "tenants", "platform"}
+    known = {*SECTIONS, "tenants", "platform", "mqttTls"}
     for key in sorted(set(raw) - known):
         problems.append(
             f"{NAMESPACE}:{key}: unknown key; remove it (`pulumi config rm {NAMESPACE}:{key}`) "
@@ -337,8 +417,9 @@ def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
     }
     tenants = _check_tenants(raw.get("tenants") or [], problems)
     platform = _check_platform(raw.get("platform"), problems)
+    mqtt_tls = _check_mqtt_tls(raw.get("mqttTls"), "mqttTls" in secret_keys, problems)
     if all(sections.values()):
         _check_ports(sections["timescaledb"], sections["emqx"], sections["ingest"], problems)
     if problems:
         raise ConfigError(problems)
-    return StackConfig(platform=platform, tenants=tenants, **sections)
+    return StackConfig(platform=platform, tenants=tenants, mqtt_tls=mqtt_tls, **sections)

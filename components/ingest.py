@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_postgresql as postgresql
-import pulumi_random as random
 
 from components import grants
+from components.build_context import context_digest
+from components.config import IngestConfig
+from components.containers import SECRET_FILE_MODE, limits, stopping
+from components.credentials import generated_password
 from components.labels import container_labels
 from components.providers.registry import TenantRegistry, TenantRegistryArgs
 
@@ -20,17 +22,12 @@ CONTAINER_PORT = 8000
 # EMQX's connector reaches the service under this name on the stack network.
 NETWORK_ALIAS = "ingest"
 WRITER_ROLE = "ingest_writer"
-
-
-def source_digest(directory: Path = SERVICE_DIR) -> str:
-    """A digest of the service's sources: the image tag changes exactly when the code does."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.rglob("*")):
-        relative = path.relative_to(directory)
-        if path.is_file() and not any(part.startswith(".") or part == "__pycache__" or part.endswith(".egg-info") for part in relative.parts):
-            digest.update(str(relative).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+# The image's user and group (ingest_service/Dockerfile): the DSN file is theirs alone.
+SERVICE_UID = "10001"
+DATABASE_URL_FILE = "/run/secrets/database-url"
+# The service answers what it already received before it exits on SIGTERM.
+STOP_SIGNAL = "SIGTERM"
+STOP_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -45,8 +42,7 @@ class IngestServiceArgs:
     admin_dsn: pulumi.Input[str]
     # The database container; the service must not start before it is healthy.
     database: pulumi.Resource
-    host_port: int
-    workers: int
+    config: IngestConfig
     labels: dict[str, str]
 
 
@@ -64,7 +60,7 @@ class IngestService(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         in_database = pulumi.ResourceOptions(parent=self, provider=args.postgres_provider)
 
-        writer_password = random.RandomPassword(f"{resource_name}-writer-password", length=32, special=False, opts=child)
+        writer_password = generated_password(f"{resource_name}-writer-password", length=32, opts=child)
         self.writer_role = postgresql.Role(
             f"{resource_name}-writer-role",
             name=WRITER_ROLE,
@@ -89,7 +85,8 @@ class IngestService(pulumi.ComponentResource):
 
         image = docker.Image(
             f"{resource_name}-image",
-            image_name=f"{args.name_prefix}-ingest:{source_digest()}",
+            # Tagged with a digest of exactly the files Docker sends (.dockerignore applied).
+            image_name=f"{args.name_prefix}-ingest:{context_digest(SERVICE_DIR)}",
             # Relative to the project folder (where Pulumi runs the program), so the
             # inputs do not change with the checkout's location.
             build=docker.DockerBuildArgs(context=SERVICE_DIR.name),  # its Dockerfile is the default
@@ -107,12 +104,18 @@ class IngestService(pulumi.ComponentResource):
             name=f"{args.name_prefix}-ingest",
             image=image.image_name,
             restart="unless-stopped",
-            envs=[
-                pulumi.Output.concat("DATABASE_URL=", database_url),
-                f"PORT={CONTAINER_PORT}",
-                f"WORKERS={args.workers}",
+            # The DSN (with the writer's password) is a file, never an environment variable.
+            envs=[f"DATABASE_URL_FILE={DATABASE_URL_FILE}", f"PORT={CONTAINER_PORT}", f"WORKERS={args.config.workers}"],
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=DATABASE_URL_FILE,
+                    content=database_url,
+                    permissions=SECRET_FILE_MODE,
+                    owner=SERVICE_UID,
+                    group=SERVICE_UID,
+                )
             ],
-            ports=[docker.ContainerPortArgs(internal=CONTAINER_PORT, external=args.host_port, ip="127.0.0.1")],
+            ports=[docker.ContainerPortArgs(internal=CONTAINER_PORT, external=args.config.host_port, ip="127.0.0.1")],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network_name, aliases=[NETWORK_ALIAS])],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=[
@@ -124,9 +127,15 @@ class IngestService(pulumi.ComponentResource):
             wait=True,
             wait_timeout=120,
             labels=container_labels(args.labels),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.database, self.writer_role, *registry_access]),
+            **stopping(STOP_SIGNAL, STOP_GRACE_SECONDS),
+            **limits(args.config),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[args.database, self.writer_role, *registry_access],
+                replace_on_changes=["healthcheck"],
+            ),
         )
         self.internal_url = f"http://{NETWORK_ALIAS}:{CONTAINER_PORT}"
-        self.url = f"http://127.0.0.1:{args.host_port}"
+        self.url = f"http://127.0.0.1:{args.config.host_port}"
         self.writer_password = writer_password.result
         self.register_outputs({"url": self.url, "containerName": self.container.name})

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pulumi
-from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.config import NAMESPACE, ConfigError, StackConfig, parse_stack_config
 from components.platform import PlatformBuild
@@ -15,19 +14,31 @@ from components.platforms.docker import build_docker_platform
 from components.tenant import Tenant, TenantArgs
 
 
-def read_raw_config() -> dict[str, Any]:
-    """Every ``telemetry:*`` value of the stack config, objects decoded from their JSON form."""
+def read_raw_config() -> tuple[dict[str, Any], frozenset[str]]:
+    """Every ``telemetry:*`` value of the stack config (objects decoded from their JSON form), and
+    which of those keys are secrets.
+
+    ``pulumi.Config`` reads a key it is given but cannot list keys, and the unknown ones are
+    what config validation must report. The list comes from ``pulumi.runtime.get_config_env()``:
+    the ``PULUMI_CONFIG`` map the engine hands the program, which the Python language host
+    itself loads with it; values and secret flags come through the public ``pulumi.Config``
+    and ``pulumi.runtime.is_config_secret``.
+    """
+    config = pulumi.Config(NAMESPACE)
     raw: dict[str, Any] = {}
-    for full_key in {*CONFIG.get(), *get_config_env()}:
+    secret_keys: set[str] = set()
+    for full_key in pulumi.runtime.get_config_env():
         namespace, _, key = full_key.partition(":")
         if namespace != NAMESPACE:
             continue
-        value = pulumi.runtime.get_config(full_key)
+        value = config.get(key)
         try:
             raw[key] = json.loads(value) if isinstance(value, str) else value
         except json.JSONDecodeError:
             raw[key] = value
-    return raw
+        if pulumi.runtime.is_config_secret(full_key):
+            secret_keys.add(key)
+    return raw, frozenset(secret_keys)
 
 
 PLATFORMS: dict[str, Callable[[StackConfig, str, str], PlatformBuild]] = {"docker": build_docker_platform}
@@ -60,7 +71,7 @@ def build_stack(config: StackConfig, project: str, stack: str) -> dict[str, Any]
 def main() -> None:
     """The program: validate the config (failing before any resource is registered), then build."""
     try:
-        config = parse_stack_config(read_raw_config())
+        config = parse_stack_config(*read_raw_config())
     except ConfigError as error:
         # RunError ends the program with the message alone, without a trace.
         raise pulumi.RunError(str(error)) from None

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_postgresql as postgresql
-import pulumi_random as random
 
 from components import grants
 from components.config import TenantConfig
+from components.credentials import generated_password
 from components.platform import TenantPlatform
 from components.providers.emqx import (
     EmqxAction,
@@ -82,7 +82,7 @@ class Tenant(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[schema]),
         )
-        reader_password = random.RandomPassword(f"{resource_name}-reader-password", length=32, special=False, opts=child)
+        reader_password = generated_password(f"{resource_name}-reader-password", length=32, opts=child)
         reader_role = postgresql.Role(
             f"{resource_name}-reader-role",
             name=tenant.reader_role,
@@ -107,7 +107,7 @@ class Tenant(pulumi.ComponentResource):
         ]
 
         # --- registry: the ingest service accepts the tenant once its row exists.
-        token = random.RandomPassword(f"{resource_name}-ingest-token", length=48, special=False, opts=child)
+        token = generated_password(f"{resource_name}-ingest-token", length=48, opts=child)
         registration = TenantRegistration(
             f"{resource_name}-registration",
             TenantRegistrationArgs(
@@ -147,9 +147,7 @@ class Tenant(pulumi.ComponentResource):
         )
         device_passwords: dict[str, pulumi.Output[str]] = {}
         for device in tenant.devices:
-            password = random.RandomPassword(
-                f"{resource_name}-device-{device}-password", length=32, special=False, opts=child
-            )
+            password = generated_password(f"{resource_name}-device-{device}-password", length=32, opts=child)
             acl = EmqxUserAcl(
                 f"{resource_name}-device-{device}-acl",
                 EmqxUserAclArgs(connection=broker.connection, username=device, rules=topic_prefix_rules(tenant.topic_prefix)),

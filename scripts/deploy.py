@@ -1,7 +1,10 @@
 """`make deploy`: deploy the dev stack on this machine's Docker engine.
 
 Checks the prerequisites first and stops with one paragraph naming what is
-missing and how to install it; no stack trace, non-zero exit.
+missing and how to install it; no stack trace, non-zero exit. Then installs
+the program's dependencies into .venv, checks that the stack's host ports are
+free, and runs `pulumi up` (see scripts/pulumi_env.py for the backend it uses
+and for when it passes --yes).
 """
 
 from __future__ import annotations
@@ -12,9 +15,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script by make
+
+from scripts.pulumi_env import (  # noqa: E402
+    ROOT,
+    backend_env,
+    missing_passphrase,
+    pulumi_is_interactive,
+    uses_local_backend,
+)
+
 STACK = os.environ.get("STACK", "dev")
-LOCAL_STATE = ROOT / ".pulumi-state"
+MINIMUM_PYTHON = (3, 11)
 
 
 def missing_prerequisites() -> list[str]:
@@ -24,7 +36,9 @@ def missing_prerequisites() -> list[str]:
             "the Docker CLI is not installed (install Docker Engine: https://docs.docker.com/engine/install/)"
         )
     else:
-        probe = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+        probe = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, check=False
+        )
         if probe.returncode != 0:
             problems.append(
                 "no Docker engine answers (start it, e.g. `sudo systemctl start docker`, and make sure your user "
@@ -35,7 +49,8 @@ def missing_prerequisites() -> list[str]:
             "the pulumi CLI 3.x is not installed (install it with `curl -fsSL https://get.pulumi.com | sh` "
             "and open a new shell so that ~/.pulumi/bin is on PATH)"
         )
-    if sys.version_info < (3, 11):
+    # Compared as a tuple at run time: this file also runs on a system Python older than the project's.
+    if tuple(sys.version_info[:2]) < MINIMUM_PYTHON:
         problems.append(f"Python 3.11 or newer is needed, this is {sys.version.split()[0]} (install python3.11)")
     return problems
 
@@ -45,36 +60,49 @@ def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=ROOT, **kwargs)
 
 
+def stop(message: str) -> int:
+    print(message, file=sys.stderr)
+    return 1
+
+
 def main() -> int:
     problems = missing_prerequisites()
     if problems:
-        print(
+        return stop(
             "Cannot deploy the telemetry stack: "
             + "; ".join(problems)
-            + ". Nothing was changed. Once these are in place, run `make deploy` again.",
-            file=sys.stderr,
+            + ". Nothing was changed. Once these are in place, run `make deploy` again."
         )
-        return 1
 
     venv_python = ROOT / ".venv" / "bin" / "python"
     if not venv_python.exists():
         run(sys.executable, "-m", "venv", str(ROOT / ".venv"), check=True)
     run(str(venv_python), "-m", "pip", "install", "-q", "-r", "requirements.txt", check=True)
 
-    # Keep whatever backend the user is logged in to; otherwise state lives
-    # in a local folder next to the code (git-ignored).
-    if subprocess.run(["pulumi", "whoami"], cwd=ROOT, capture_output=True).returncode != 0:
-        LOCAL_STATE.mkdir(exist_ok=True)
-        run("pulumi", "login", f"file://{LOCAL_STATE}", check=True)
-        if "PULUMI_CONFIG_PASSPHRASE" not in os.environ and "PULUMI_CONFIG_PASSPHRASE_FILE" not in os.environ:
-            print("The local state backend encrypts secrets with a passphrase: pulumi will ask for it.", flush=True)
+    taken = subprocess.run([str(venv_python), "-m", "scripts.host_ports", STACK], cwd=ROOT, check=False)
+    if taken.returncode != 0:
+        return stop(f"Cannot deploy stack '{STACK}': the host ports above are taken. Nothing was changed.")
 
-    if run("pulumi", "stack", "select", STACK, capture_output=True).returncode != 0:
-        run("pulumi", "stack", "init", STACK, "--secrets-provider", "passphrase", check=True)
+    env = backend_env(os.environ)
+    interactive = pulumi_is_interactive(env, sys.stdin, sys.stdout)
+    if missing_passphrase(env, interactive):
+        return stop(
+            f"Cannot deploy stack '{STACK}' without a terminal to ask for the passphrase that encrypts its secrets "
+            f"in the local state ({env['PULUMI_BACKEND_URL']}): set PULUMI_CONFIG_PASSPHRASE (or "
+            "PULUMI_CONFIG_PASSPHRASE_FILE) and run `make deploy` again. Nothing was changed."
+        )
+    if uses_local_backend(env) and interactive and not any(
+        env.get(name) for name in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+    ):
+        print("The local state backend encrypts secrets with a passphrase: pulumi will ask for it.", flush=True)
+
+    if run("pulumi", "stack", "select", STACK, env=env, stdin=subprocess.DEVNULL, capture_output=True).returncode:
+        run("pulumi", "stack", "init", STACK, "--secrets-provider", "passphrase", env=env, check=True)
     up = ["pulumi", "up", "--stack", STACK]
-    if os.environ.get("YES") or not sys.stdin.isatty():
+    # pulumi refuses to run `up` without --yes when it cannot ask (a pipe, CI, TERM=dumb).
+    if os.environ.get("YES") or not interactive:
         up.append("--yes")
-    return run(*up).returncode
+    return run(*up, env=env).returncode
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ schedule is global: message k leaves at ``start + k / rate`` from device
 ``k mod N``, so the total rate is what was asked for whatever N is.
 
 Credentials come from the stack outputs (the pulumi CLI, or ``--outputs-file``)
-or from ``--host/--port/--username/--password``; explicit flags win.
+or from ``--host/--port/--username/--password``; explicit flags win. ``--tls``
+connects to the stack's TLS listener (``mqttTlsEndpoint``) and verifies the
+broker with the stack's CA (``mqttCaCertificate``) or ``--cafile``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import ssl
 import sys
 import threading
 import time
@@ -26,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -35,6 +39,35 @@ from tools import ToolError
 from tools.stack_outputs import OUTPUTS_COMMAND, load_outputs, mqtt_address, tenant_outputs
 
 CREDENTIALS_HINT = "pulumi stack output deviceCredentials --show-secrets"
+CA_HINT = "pulumi stack output mqttCaCertificate > ca.pem"
+
+
+# ---------------------------------------------------------------- TLS
+
+
+def tls_address(outputs: dict[str, Any]) -> tuple[str, int]:
+    """Host and port of ``mqttTlsEndpoint`` (``mqtts://host:port``)."""
+    endpoint = outputs.get("mqttTlsEndpoint")
+    if not endpoint:
+        raise ToolError(
+            "the stack outputs have no 'mqttTlsEndpoint': deploy the current program (`pulumi up`), "
+            "or pass --host and --port of the TLS listener"
+        )
+    parts = urlsplit(endpoint)
+    if parts.scheme != "mqtts" or not parts.hostname:
+        raise ToolError(f"mqttTlsEndpoint '{endpoint}' is not mqtts://host:port: pass --host and --port instead")
+    return parts.hostname, parts.port or 8883
+
+
+def tls_context(cafile: str | None, ca_data: str | None) -> ssl.SSLContext:
+    """Verifies the broker's certificate and name against ``cafile``/``ca_data``, else the system's CAs."""
+    try:
+        return ssl.create_default_context(cafile=cafile, cadata=ca_data)
+    except FileNotFoundError:
+        raise ToolError(f"--cafile {cafile} does not exist: write the stack's CA with `{CA_HINT}`") from None
+    except (ssl.SSLError, ValueError) as error:
+        source = f"--cafile {cafile}" if cafile else "the stack's mqttCaCertificate"
+        raise ToolError(f"{source} is not a PEM CA certificate ({error}): write it with `{CA_HINT}`") from None
 
 
 # ---------------------------------------------------------------- readings
@@ -89,6 +122,10 @@ class SimulationSettings:
     label: str = ""  # tenant slug, for messages
     # Set by callers that run beside a simulator: the broker drops an older session with the same client id.
     client_id_tag: str = ""
+    # MQTT over TLS, verifying the broker against this CA file or PEM text (else the system's CAs).
+    tls: bool = False
+    cafile: str | None = None
+    ca_data: str | None = None
 
     def client_ids(self) -> list[tuple[str, str]]:
         """(username, client id) of each simulated device; users are shared round-robin."""
@@ -172,6 +209,8 @@ class SimulatedDevice:
             reconnect_on_failure=False,  # a lost device stays lost: the summary must show it
         )
         self.client.username_pw_set(username, settings.passwords.get(username))
+        if settings.tls:
+            self.client.tls_set_context(tls_context(settings.cafile, settings.ca_data))
         self.client.on_connect = self._on_connect
         self.client.on_publish = self._on_publish
         self.client.on_disconnect = self._on_disconnect
@@ -219,6 +258,13 @@ class SimulatedDevice:
         host, port = self.settings.host, self.settings.port
         try:
             self.client.connect(host, port, keepalive=30, clean_start=True)
+        except ssl.SSLError as error:
+            reason = getattr(error, "verify_message", None) or error.reason or error
+            raise ToolError(
+                f"the TLS handshake with the MQTT broker at {host}:{port} failed ({reason}): pass the stack's CA "
+                f"with --cafile (`{CA_HINT}`), and connect to a name its certificate covers",
+                exit_code=1,
+            ) from None
         except ConnectionRefusedError:
             raise ToolError(
                 f"cannot reach the MQTT broker at {host}:{port} (connection refused): check that the stack is deployed "
@@ -389,7 +435,8 @@ def format_summary(result: SimulationResult) -> str:
     s = result.settings
     lines = [
         (
-            f"summary: {s.label or s.topic_prefix} on {s.host}:{s.port}, topic tenants/{s.topic_prefix}/<device>/telemetry, "
+            f"summary: {s.label or s.topic_prefix} on {s.host}:{s.port}{' (TLS)' if s.tls else ''}, "
+            f"topic tenants/{s.topic_prefix}/<device>/telemetry, "
             f"{s.devices} device(s), QoS {s.qos}, run id {s.run_id}"
         ),
         f"  sent          {result.sent}",
@@ -439,6 +486,23 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "--stack", "-s", help="stack to read outputs from with the pulumi CLI (default: the selected stack)"
     )
     source.add_argument("--outputs-file", help=f"JSON of `{OUTPUTS_COMMAND}` instead of asking the pulumi CLI")
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument(
+        "--tls", action="store_true", help="connect to the TLS listener (mqttTlsEndpoint) and verify the broker"
+    )
+    tls.add_argument(
+        "--cafile", help="CA certificate (PEM) to verify the broker with (default: the stack's mqttCaCertificate)"
+    )
+
+
+def tls_settings(args: argparse.Namespace, outputs: dict[str, Any] | None) -> dict[str, Any]:
+    """The TLS fields of SimulationSettings from --tls/--cafile and the stack outputs."""
+    if args.cafile and not args.tls:
+        raise ToolError("--cafile is for TLS connections: add --tls")
+    if not args.tls:
+        return {}
+    ca_data = None if args.cafile or outputs is None else outputs.get("mqttCaCertificate")
+    return {"tls": True, "cafile": args.cafile, "ca_data": ca_data}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -495,7 +559,8 @@ def settings_from_args(args: argparse.Namespace) -> SimulationSettings:
                 "give --tenant <slug> (or all of --host, --port, --username, --password and --topic-prefix)"
             )
         outputs = load_outputs(stack=args.stack, outputs_file=args.outputs_file)
-    host, port = mqtt_address(outputs) if outputs is not None and not (args.host and args.port) else (None, None)
+    endpoint = tls_address if args.tls else mqtt_address
+    host, port = endpoint(outputs) if outputs is not None and not (args.host and args.port) else (None, None)
     usernames: tuple[str, ...]
     passwords: dict[str, str] = {}
     topic_prefix = args.topic_prefix
@@ -529,6 +594,7 @@ def settings_from_args(args: argparse.Namespace) -> SimulationSettings:
         connect_timeout=args.connect_timeout,
         ack_timeout=args.ack_timeout,
         label=args.tenant or "",
+        **tls_settings(args, outputs),
     )
 
 

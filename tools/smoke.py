@@ -28,7 +28,7 @@ from psycopg import sql
 
 from components.providers.telemetry_ddl import TELEMETRY_TABLE
 from tools import ToolError
-from tools.simulate import SimulationSettings, add_source_arguments, run_simulation
+from tools.simulate import SimulationSettings, add_source_arguments, run_simulation, tls_address
 from tools.stack_outputs import load_outputs, mqtt_address, reader_dsn, tenant_outputs, tenant_slugs
 from tools.status import emqx_api, tenant_status
 
@@ -68,12 +68,17 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def check_tenant(outputs: dict[str, Any], slug: str, *, messages: int, timeout: float) -> TenantCheck:
-    """Publish ``messages`` messages as the tenant's devices and look for them in its schema."""
+def check_tenant(
+    outputs: dict[str, Any], slug: str, *, messages: int, timeout: float, tls: bool = False, cafile: str | None = None
+) -> TenantCheck:
+    """Publish ``messages`` messages as the tenant's devices and look for them in its schema.
+
+    With ``tls``, through the TLS listener, verifying the broker with ``cafile`` or the stack's CA.
+    """
     try:
         tenant = tenant_outputs(outputs, slug)
         dsn = reader_dsn(outputs, tenant)
-        host, port = mqtt_address(outputs)
+        host, port = tls_address(outputs) if tls else mqtt_address(outputs)
     except ToolError as error:
         return TenantCheck(slug, False, str(error))
     run_id = f"smoke-{uuid.uuid4().hex[:12]}"
@@ -89,6 +94,9 @@ def check_tenant(outputs: dict[str, Any], slug: str, *, messages: int, timeout: 
         run_id=run_id,
         label=slug,
         client_id_tag=run_id,
+        tls=tls,
+        cafile=cafile,
+        ca_data=None if cafile or not tls else outputs.get("mqttCaCertificate"),
     )
     try:
         result = run_simulation(settings)
@@ -156,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.cafile and not args.tls:
+            raise ToolError("--cafile is for TLS connections: add --tls")
         outputs = load_outputs(stack=args.stack, outputs_file=args.outputs_file)
         slugs = args.tenant or tenant_slugs(outputs)
     except ToolError as error:
@@ -169,7 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with emqx_api(outputs) as api:
             before = {slug: tenant_status(api, slug).counters() for slug in slugs}
             for slug in slugs:
-                check = check_tenant(outputs, slug, messages=args.messages, timeout=args.timeout)
+                check = check_tenant(
+                    outputs, slug, messages=args.messages, timeout=args.timeout, tls=args.tls, cafile=args.cafile
+                )
                 check = with_loss_check(check, losses_during(before[slug], tenant_status(api, slug).counters()))
                 print(check.line, flush=True)
                 checks.append(check)

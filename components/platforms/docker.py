@@ -28,8 +28,7 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
         TimescaleDbArgs(
             name_prefix=name_prefix,
             network_name=network.name,
-            image=config.timescaledb.image,
-            host_port=config.timescaledb.host_port,
+            config=config.timescaledb,
             tenant_count=len(config.tenants),
             labels=labels,
         ),
@@ -45,8 +44,7 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
             postgres_provider=database.provider,
             admin_dsn=database.admin_dsn,
             database=database.container,
-            host_port=config.ingest.host_port,
-            workers=config.ingest.workers,
+            config=config.ingest,
             labels=labels,
         ),
     )
@@ -55,9 +53,8 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
         EmqxArgs(
             name_prefix=name_prefix,
             network_name=network.name,
-            image=config.emqx.image,
-            mqtt_port=config.emqx.mqtt_port,
-            dashboard_port=config.emqx.dashboard_port,
+            config=config.emqx,
+            mqtt_tls=config.mqtt_tls,
             ingest_url=ingest.internal_url,
             ingest=ingest.container,
             labels=labels,
@@ -83,7 +80,12 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
     return PlatformBuild(
         tenant_platform=tenant_platform,
         outputs={
-            "mqttEndpoint": f"mqtt://127.0.0.1:{config.emqx.mqtt_port}",
+            # Absent when the plain listener is off: devices then have only the TLS endpoint.
+            **({"mqttEndpoint": f"mqtt://127.0.0.1:{config.emqx.mqtt_port}"} if config.emqx.plain_listener else {}),
+            "mqttTlsEndpoint": f"mqtts://127.0.0.1:{config.emqx.mqtt_tls_port}",
+            # The CA devices verify the broker's TLS certificate with (public; None for your own
+            # certificate without a CA in telemetry:mqttTls).
+            "mqttCaCertificate": emqx.certificate.ca_certificate_pem,
             "dashboardUrl": emqx.api_url,
             "ingestUrl": ingest.url,
             "databaseEndpoint": f"postgresql://127.0.0.1:{config.timescaledb.host_port}/{database.database_name}",

@@ -99,7 +99,12 @@ class StackUnderTest:
             "telemetry:timescaledb": value(json.dumps({"image": TIMESCALEDB_IMAGE, "hostPort": self.ports["db"]})),
             "telemetry:emqx": value(
                 json.dumps(
-                    {"image": EMQX_IMAGE, "mqttPort": self.ports["mqtt"], "dashboardPort": self.ports["dashboard"]}
+                    {
+                        "image": EMQX_IMAGE,
+                        "mqttPort": self.ports["mqtt"],
+                        "mqttTlsPort": self.ports["mqtt_tls"],
+                        "dashboardPort": self.ports["dashboard"],
+                    }
                 )
             ),
             "telemetry:ingest": value(json.dumps({"hostPort": self.ports["ingest"], "workers": 2})),
@@ -180,7 +185,7 @@ def stack_under_test(tmp_path: Path) -> Iterator[StackUnderTest]:
     }
     workspace = auto.LocalWorkspace(work_dir=str(REPO_ROOT), env_vars=env, secrets_provider="passphrase")
     stack = auto.Stack.create(name, workspace)
-    ports = dict(zip(("db", "mqtt", "dashboard", "ingest"), free_ports(4)))
+    ports = dict(zip(("db", "mqtt", "mqtt_tls", "dashboard", "ingest"), free_ports(5), strict=True))
     handle = StackUnderTest(auto, stack, name, env, ports)
     try:
         yield handle  # the test ends with its own, asserted, destroy; this is for when it did not get there

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 from unittest.mock import patch
@@ -34,6 +35,8 @@ class Registration:
     retain_on_delete: bool
     additional_secret_outputs: list[str]
     provider: str
+    replace_on_changes: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -88,6 +91,12 @@ class _Mocks(pulumi.runtime.Mocks):
             outputs["result"] = f"generated-{args.name}"
         if args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["image_id"] = f"sha256:{args.name}"
+        if args.typ == "tls:index/privateKey:PrivateKey":
+            outputs["privateKeyPem"] = f"-----BEGIN RSA PRIVATE KEY-----\nmock-{args.name}\n"
+        if args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            outputs["certPem"] = f"-----BEGIN CERTIFICATE-----\nmock-{args.name}\n"
+        if args.typ == "tls:index/certRequest:CertRequest":
+            outputs["certRequestPem"] = f"-----BEGIN CERTIFICATE REQUEST-----\nmock-{args.name}\n"
         for key in self.secret_outputs.get((args.typ, args.name), []):
             if key in outputs:
                 outputs[key] = pulumi.Output.secret(outputs[key])
@@ -120,6 +129,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     retain_on_delete=request.retainOnDelete,
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     provider=request.provider,
+                    replace_on_changes=list(request.replaceOnChanges),
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response
@@ -149,8 +160,13 @@ def config_values(config: dict[str, Any]) -> dict[str, str]:
     return {f"telemetry:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
-def run_program(config: dict[str, Any], stack: str = "dev", preview: bool = False) -> ProgramRun:
-    """Run __main__'s program under mocks with the given `telemetry:*` config."""
+def run_program(
+    config: dict[str, Any], stack: str = "dev", preview: bool = False, secret_keys: tuple[str, ...] = ()
+) -> ProgramRun:
+    """Run __main__'s program under mocks with the given `telemetry:*` config.
+
+    ``secret_keys`` names the config keys (without the namespace) the stack holds as secrets.
+    """
     from components.stack import main
 
     # Pulumi's runtime uses the thread's current event loop; a test that ran
@@ -158,8 +174,15 @@ def run_program(config: dict[str, Any], stack: str = "dev", preview: bool = Fals
     asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = _Mocks()
     monitor = _RecordingMonitor(mocks)
+    # set_mocks keeps a root stack resource an earlier test left behind (another project's, e.g.
+    # from @pulumi.runtime.test): start without one, so this program's stack is the root.
+    pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project="telemetry", stack=stack, preview=preview, monitor=monitor)
-    pulumi.runtime.set_all_config(config_values(config), [])
+    values = config_values(config)
+    secret_full_keys = [f"telemetry:{key}" for key in secret_keys]
+    # As the engine does: the whole config in PULUMI_CONFIG, which the language host loads.
+    pulumi.runtime.set_all_config(values, secret_full_keys)
+    engine_env = {"PULUMI_CONFIG": json.dumps(values), "PULUMI_CONFIG_SECRET_KEYS": json.dumps(secret_full_keys)}
     run = ProgramRun()
     exports: dict[str, Any] = {}
 
@@ -171,7 +194,7 @@ def run_program(config: dict[str, Any], stack: str = "dev", preview: bool = Fals
                 run.secret_outputs.add(name)
 
     def program() -> None:
-        with patch.object(pulumi, "export", exports.__setitem__):
+        with patch.object(pulumi, "export", exports.__setitem__), patch.dict(os.environ, engine_env):
             main()
 
     try:

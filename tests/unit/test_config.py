@@ -42,7 +42,8 @@ def test_dev_config_is_valid_and_normalised():
 
 def test_defaults_fill_absent_sections():
     config = parse_stack_config({"tenants": [{"slug": "a1", "topicPrefix": "a", "devices": ["d"]}]})
-    assert (config.timescaledb.host_port, config.emqx.mqtt_port, config.ingest.host_port) == (5432, 1883, 8000)
+    ports = (config.timescaledb.host_port, config.emqx.mqtt_port, config.emqx.mqtt_tls_port, config.ingest.host_port)
+    assert ports == (15432, 11883, 18883, 18000)
     assert config.tenants[0].retention is None
 
 

@@ -49,6 +49,15 @@ DOCKER_PLATFORM_RESOURCES = {
     ("random:index/randomPassword:RandomPassword", "emqx-api-key"),
     ("random:index/randomPassword:RandomPassword", "emqx-api-secret"),
     ("random:index/randomPassword:RandomPassword", "emqx-dashboard-password"),
+    # Added by the single-host platform work (issue 12): new resources, nothing renamed.
+    ("pulumi-python:dynamic/telemetry:TimescaleExtension", "timescaledb-extension"),
+    ("random:index/randomPassword:RandomPassword", "emqx-node-cookie"),
+    ("telemetry:tls:ServerCertificate", "emqx-tls"),
+    ("tls:index/privateKey:PrivateKey", "emqx-tls-ca-key"),
+    ("tls:index/selfSignedCert:SelfSignedCert", "emqx-tls-ca-certificate"),
+    ("tls:index/privateKey:PrivateKey", "emqx-tls-server-key"),
+    ("tls:index/certRequest:CertRequest", "emqx-tls-server-request"),
+    ("tls:index/locallySignedCert:LocallySignedCert", "emqx-tls-server-certificate"),
 }
 
 

@@ -35,6 +35,7 @@ RECORDED_PATHS = [
     ("components.providers.timescale", "HypertableProvider"),
     ("components.providers.registry", "TenantRegistryProvider"),
     ("components.providers.registry", "TenantRegistrationProvider"),
+    ("components.providers.extension", "TimescaleExtensionProvider"),
 ]
 
 

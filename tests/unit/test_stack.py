@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from components.build_context import context_digest
+from components.ingest import SERVICE_DIR
 from components.timescaledb import background_workers, worker_processes
 from tests.unit.harness import ProgramRun, contains_secret, run_program
 from tests.unit.test_config import dev_config
@@ -62,9 +64,11 @@ def test_docker_objects_and_their_names(dev):
 
 
 def test_ports_are_bound_as_stated(dev):
-    assert ports_of(dev, "timescaledb-container") == {(5432, 5432, "127.0.0.1")}
-    assert ports_of(dev, "emqx-container") == {(1883, 1883, "0.0.0.0"), (18083, 18083, "127.0.0.1")}
-    assert ports_of(dev, "ingest-container") == {(8000, 8000, "127.0.0.1")}
+    assert ports_of(dev, "timescaledb-container") == {(5432, 15432, "127.0.0.1")}
+    assert ports_of(dev, "emqx-container") == {
+        (1883, 11883, "0.0.0.0"), (8883, 18883, "0.0.0.0"), (18083, 18083, "127.0.0.1"),
+    }
+    assert ports_of(dev, "ingest-container") == {(8000, 18000, "127.0.0.1")}
 
 
 def test_containers_have_healthchecks_and_wait(dev):
@@ -110,21 +114,10 @@ def test_images_are_pinned(dev):
     built = dev.by_type(BUILT_IMAGE)
     assert len(built) == 1 and built[0].inputs["skipPush"] is True
     tag = built[0].inputs["imageName"].rsplit(":", 1)[1]
-    assert tag != "latest" and len(tag) == 16
+    # The tag is the digest of the build context Docker sees (tests/unit/test_build_context.py).
+    assert tag == context_digest(SERVICE_DIR)
     # Relative, so the inputs do not depend on where the repository is checked out.
     assert built[0].inputs["build"]["context"] == "ingest_service"
-
-
-def test_ingest_image_tag_follows_the_service_sources(tmp_path):
-    from components.ingest import source_digest
-
-    (tmp_path / "app.py").write_text("print('v1')\n")
-    first = source_digest(tmp_path)
-    (tmp_path / "__pycache__").mkdir()
-    (tmp_path / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"cache")
-    assert source_digest(tmp_path) == first  # caches do not count
-    (tmp_path / "app.py").write_text("print('v2')\n")
-    assert source_digest(tmp_path) != first
 
 
 def test_timescaledb_workers_sized_from_tenant_count(dev):
@@ -139,7 +132,7 @@ def test_timescaledb_workers_sized_from_tenant_count(dev):
 
 def test_emqx_api_key_is_bootstrapped_from_an_uploaded_file(dev):
     inputs = dev.named("emqx-container").inputs
-    [upload] = inputs["uploads"]
+    [upload] = [u for u in inputs["uploads"] if u["file"].endswith("api-keys.txt")]
     assert f"EMQX_API_KEY__BOOTSTRAP_FILE=\"{upload['file']}\"" in inputs["envs"]
     key, secret, role = upload["content"].strip().split(":")
     assert (key, secret, role) == ("generated-emqx-api-key", "generated-emqx-api-secret", "administrator")
@@ -147,10 +140,8 @@ def test_emqx_api_key_is_bootstrapped_from_an_uploaded_file(dev):
 
 
 def test_secrets_are_secret_in_inputs(dev):
-    assert contains_secret(dev.named("timescaledb-container").raw_inputs["uploads"])
-    emqx = dev.named("emqx-container").raw_inputs
-    assert contains_secret(emqx["uploads"]) and contains_secret(emqx["envs"])
-    assert contains_secret(dev.named("ingest-container").raw_inputs["envs"])
+    for name in ("timescaledb-container", "emqx-container", "ingest-container"):
+        assert contains_secret(dev.named(name).raw_inputs["uploads"]), name
     assert dev.named("timescaledb-provider").is_secret("password")
     for role in dev.by_type("postgresql:index/role:Role"):
         assert role.is_secret("password"), role.name
@@ -165,13 +156,19 @@ def test_generated_credentials_are_secret_outputs(dev):
     }
     assert secret_outputs <= dev.secret_outputs
     plain = set(dev.outputs) - dev.secret_outputs
-    assert plain == {"mqttEndpoint", "dashboardUrl", "ingestUrl", "databaseEndpoint", "tenants"}
+    assert plain == {
+        "mqttEndpoint", "mqttTlsEndpoint", "mqttCaCertificate", "dashboardUrl", "ingestUrl", "databaseEndpoint",
+        "tenants",
+    }
 
 
 def test_plain_outputs(dev):
-    assert dev.outputs["mqttEndpoint"] == "mqtt://127.0.0.1:1883"
+    assert dev.outputs["mqttEndpoint"] == "mqtt://127.0.0.1:11883"
+    assert dev.outputs["mqttTlsEndpoint"] == "mqtts://127.0.0.1:18883"
+    assert dev.outputs["mqttCaCertificate"].startswith("-----BEGIN CERTIFICATE-----")
     assert dev.outputs["dashboardUrl"] == "http://127.0.0.1:18083"
-    assert dev.outputs["ingestUrl"] == "http://127.0.0.1:8000"
+    assert dev.outputs["ingestUrl"] == "http://127.0.0.1:18000"
+    assert dev.outputs["databaseEndpoint"] == "postgresql://127.0.0.1:15432/telemetry"
     assert dev.outputs["tenants"]["hospital-x"] == {
         "topicPrefix": "hx",
         "schema": "tenant_hospital_x",

@@ -77,7 +77,7 @@ def converge_sources(api: EmqxApi, label: str, desired: Sequence[Mapping[str, An
     """Create, correct, remove and order the sources so EMQX has exactly `desired`, in order."""
     live = {s["type"]: s for s in api.call("GET", SOURCES_PATH, accept=(200,)).body.get("sources") or []}
     wanted_types = [source["type"] for source in desired]
-    for source_type, source in live.items():
+    for source_type in live:
         if source_type not in wanted_types:
             # Not the stack's: deleting it drains the caches too (emqx_authz.erl:280-285).
             api.call("DELETE", f"{SOURCES_PATH}/{quote(source_type, safe='')}", accept=(204, 404))

@@ -70,10 +70,28 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _database_url_from_file(env: Mapping[str, str]) -> str:
+    """DATABASE_URL_FILE: the DSN in a file, so that the password is not in the process environment."""
+    path = env.get("DATABASE_URL_FILE", "").strip()
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as file:
+            value = file.read().strip()
+    except OSError as error:
+        raise ConfigError(
+            f"DATABASE_URL_FILE={path!r} cannot be read ({error.strerror}); point it at a file this user may read "
+            "that holds the writer role's DSN"
+        ) from None
+    if not value:
+        raise ConfigError(f"DATABASE_URL_FILE={path!r} is empty; write the writer role's DSN into it")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError with a one-line message on the first problem."""
     env = os.environ if env is None else env
-    database_url = env.get("DATABASE_URL", "").strip()
+    database_url = env.get("DATABASE_URL", "").strip() or _database_url_from_file(env)
     if not database_url:
         raise ConfigError(
             "DATABASE_URL is not set; set it to the writer role's PostgreSQL DSN, "
