@@ -20,7 +20,14 @@ import pytest
 
 from tests.net import free_port
 from tests.tools.conftest import ACL, PASSWORDS, UMC, Broker, _find, stop_broker
-from tests.tools.test_smoke import SCHEMAS, TenantDatabase, ingest_stand_in, tenant_database  # noqa: F401 - fixtures
+from tests.tools.emqx_stand_in import api_outputs
+from tests.tools.test_smoke import (  # noqa: F401 - fixtures
+    SCHEMAS,
+    TenantDatabase,
+    emqx,
+    ingest_stand_in,
+    tenant_database,
+)
 from tools import simulate, smoke
 
 trustme = pytest.importorskip("trustme", reason="trustme makes the test certificates (pip install trustme)")
@@ -135,9 +142,9 @@ def test_cafile_without_tls_is_a_usage_error(tls_broker, tmp_path, capsys):
     assert code == 2 and "--cafile is for TLS connections: add --tls" in capsys.readouterr().err
 
 
-def test_smoke_over_tls(tls_broker, tenant_database, ingest_stand_in, tmp_path, capsys):  # noqa: F811 - fixtures
+def test_smoke_over_tls(tls_broker, tenant_database, ingest_stand_in, emqx, tmp_path, capsys):  # noqa: F811 - fixtures
     ingest_stand_in.add(UMC)
-    outputs = tenant_database.outputs(tls_broker.plain)
+    outputs = tenant_database.outputs(tls_broker.plain, emqx)
     outputs |= {"mqttTlsEndpoint": f"mqtts://127.0.0.1:{tls_broker.tls_port}"}
     path = _write(tmp_path / "outputs.json", outputs)
     code = smoke.main(["--outputs-file", str(path), "--tenant", UMC, "--tls", "--cafile", str(tls_broker.ca_file),
@@ -147,8 +154,8 @@ def test_smoke_over_tls(tls_broker, tenant_database, ingest_stand_in, tmp_path, 
     assert lines[0].startswith(f"PASS {UMC}: 3/3 messages stored in {SCHEMAS[UMC]}.telemetry")
 
 
-def test_smoke_without_the_tls_endpoint_names_the_missing_output(tls_broker, tmp_path, capsys):
-    path = _write(tmp_path / "outputs.json", tls_broker.plain.outputs())
+def test_smoke_without_the_tls_endpoint_names_the_missing_output(tls_broker, emqx, tmp_path, capsys):  # noqa: F811
+    path = _write(tmp_path / "outputs.json", tls_broker.plain.outputs(**api_outputs(emqx)))
     code = smoke.main(["--outputs-file", str(path), "--tenant", UMC, "--tls"])
     assert code == 1
     assert "the stack outputs have no 'mqttTlsEndpoint'" in capsys.readouterr().out
