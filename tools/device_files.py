@@ -132,18 +132,31 @@ def _open_private(path: Path) -> TextIO:
     return os.fdopen(fd, "w", newline="")
 
 
-def write_credentials(credentials: Iterable[Credential], path: Path | None, stdout: TextIO = sys.stdout) -> None:
-    rows = [(c.tenant, c.topic_prefix, c.device_id, c.password) for c in credentials]
-    if path is None:
-        writer = csv.writer(stdout, lineterminator="\n")
-        writer.writerow(CREDENTIAL_COLUMNS)
-        writer.writerows(rows)
-        stdout.flush()
-        return
-    with _open_private(path) as stream:
+class CredentialsSink:
+    """Where new credentials go, opened *before* the database changes: a path that cannot be written
+    must not cost a device its only copy of a password.  A failed command leaves no file behind."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.stream: TextIO | None = None
+
+    def __enter__(self) -> CredentialsSink:
+        if self.path is not None:
+            self.stream = _open_private(self.path)
+        return self
+
+    def write(self, credentials: Iterable[Credential]) -> None:
+        stream = self.stream or sys.stdout
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(CREDENTIAL_COLUMNS)
-        writer.writerows(rows)
+        writer.writerows((c.tenant, c.topic_prefix, c.device_id, c.password) for c in credentials)
+        stream.flush()
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            if kind is not None and self.path is not None:
+                self.path.unlink(missing_ok=True)
 
 
 def write_export(devices: Iterable[Device], stream: TextIO, with_hashes: bool) -> int:

@@ -108,28 +108,31 @@ def _tenants(conn: psycopg.Connection) -> list[Tenant]:
 
 def require_tenant(conn: psycopg.Connection, slug: str) -> Tenant:
     """The tenant, or a sentence naming the known ones."""
+    tenant, tenants = _find_tenant(conn, slug)
+    if tenant is None:
+        known = ", ".join(t.slug for t in tenants) or "none"
+        raise ToolError(
+            f"unknown tenant '{slug}' (tenants in the registry: {known}): check --tenant, or add the tenant to "
+            "telemetry:tenants and run `pulumi up`"
+        )
+    return tenant
+
+
+def _find_tenant(conn: psycopg.Connection, slug: str) -> tuple[Tenant | None, list[Tenant]]:
     try:
         tenants = _tenants(conn)
     except psycopg.Error as error:
+        conn.rollback()
         raise _sql_error("reading the tenant registry", error) from None
-    for tenant in tenants:
-        if tenant.slug == slug:
-            return tenant
-    known = ", ".join(t.slug for t in tenants) or "none"
-    raise ToolError(
-        f"unknown tenant '{slug}' (tenants in the registry: {known}): check --tenant, or add the tenant to "
-        "telemetry:tenants and run `pulumi up`"
-    )
+    return next((t for t in tenants if t.slug == slug), None), tenants
 
 
 def tenant_or_orphans(conn: psycopg.Connection, slug: str) -> Tenant | None:
     """The tenant; None if it left the registry but still has devices (they can no longer connect)."""
-    try:
-        return require_tenant(conn, slug)
-    except ToolError:
-        if devices_of(conn, slug, limit=1):
-            return None
-        raise
+    tenant, _ = _find_tenant(conn, slug)
+    if tenant is None and devices_of(conn, slug, limit=1):
+        return None
+    return tenant or require_tenant(conn, slug)
 
 
 def devices_of(conn: psycopg.Connection, slug: str, limit: int | None = None) -> list[Device]:

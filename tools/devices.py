@@ -27,7 +27,7 @@ from tqdm import tqdm
 from components.devices import stale_bounds
 from tools import ToolError
 from tools import device_store as store
-from tools.device_files import open_export, parse_import, write_credentials, write_export
+from tools.device_files import CredentialsSink, open_export, parse_import, write_export
 from tools.stack_outputs import OUTPUTS_COMMAND, load_outputs
 
 DSN_OUTPUT = "deviceManagerDsn"
@@ -62,10 +62,11 @@ def _print(message: str) -> None:
 
 
 def cmd_add(conn, tenant: store.Tenant, args: argparse.Namespace) -> int:
-    devices = [store.generated(d, label=args.label, enabled=not args.disabled) for d in args.device_ids]
     _unique(args.device_ids)
-    store.add_devices(conn, tenant, devices)
-    write_credentials(store.credentials_of(tenant, devices), args.credentials_file)
+    devices = [store.generated(d, label=args.label, enabled=not args.disabled) for d in args.device_ids]
+    with CredentialsSink(args.credentials_file) as sink:
+        store.add_devices(conn, tenant, devices)
+        sink.write(store.credentials_of(tenant, devices))
     _print(f"added {len(devices)} device(s) to tenant '{tenant.slug}'" + _credentials_where(args))
     return 0
 
@@ -84,10 +85,11 @@ def cmd_import(conn, tenant: store.Tenant, args: argparse.Namespace) -> int:
             f"{len(credentials)} passwords would be printed to the terminal: pass --credentials-file PATH "
             "(a new file of mode 0600), or redirect standard output"
         )
-    with tqdm(total=len(devices), unit="device", desc="importing", file=sys.stderr, disable=None) as bar:
-        store.add_devices(conn, tenant, devices, progress=bar.update)
-    if credentials:
-        write_credentials(credentials, args.credentials_file)
+    with CredentialsSink(args.credentials_file if credentials else None) as sink:
+        with tqdm(total=len(devices), unit="device", desc="importing", file=sys.stderr, disable=None) as bar:
+            store.add_devices(conn, tenant, devices, progress=bar.update)
+        if credentials:
+            sink.write(credentials)
     restored = len(devices) - len(credentials)
     _print(
         f"imported {len(devices)} device(s) into tenant '{tenant.slug}'"
@@ -141,8 +143,9 @@ def cmd_enable(conn, tenant: store.Tenant | None, args: argparse.Namespace, enab
 
 def cmd_rotate(conn, tenant: store.Tenant, args: argparse.Namespace) -> int:
     _unique(args.device_ids)
-    credentials = store.rotate(conn, tenant, args.device_ids)
-    write_credentials(credentials, args.credentials_file)
+    with CredentialsSink(args.credentials_file) as sink:
+        credentials = store.rotate(conn, tenant, args.device_ids)
+        sink.write(credentials)
     v6 = stale_bounds(6)["connect"]
     _print(f"rotated {len(credentials)} password(s)" + _credentials_where(args)
            + f"; the old passwords stop working at once on EMQX 5.8 and within {v6} s on 6.x "
