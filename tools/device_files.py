@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Self, TextIO
 
 from components.devices import check_supplied_password, device_id_problem
 from tools import ToolError
@@ -140,7 +140,7 @@ class CredentialsSink:
         self.path = path
         self.stream: TextIO | None = None
 
-    def __enter__(self) -> CredentialsSink:
+    def __enter__(self) -> Self:
         if self.path is not None:
             self.stream = _open_private(self.path)
         return self
@@ -177,7 +177,7 @@ def open_export(path: Path | None, with_hashes: bool) -> TextIO:
     if with_hashes:
         return _open_private(path)
     try:
-        return open(path, "x", newline="")  # noqa: SIM115 - closed by the caller
+        return open(path, "x", newline="")
     except FileExistsError:
         raise ToolError(f"{path} already exists: choose another path for the export") from None
 

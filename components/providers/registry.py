@@ -115,10 +115,12 @@ class TenantRegistryProvider(pulumi.dynamic.ResourceProvider):
         }
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        with connect(props["dsn"], self._name, _timeout(props)) as conn:
-            with sql_call(self._name, "creating the registry schema, table and triggers"):
-                _create_registry(conn)
-                conn.commit()
+        with (
+            connect(props["dsn"], self._name, _timeout(props)) as conn,
+            sql_call(self._name, "creating the registry schema, tables, triggers and functions"),
+        ):
+            _create_registry(conn)
+            conn.commit()
         return pulumi.dynamic.CreateResult(f"{REGISTRY_SCHEMA}.{REGISTRY_TABLE}", self._outputs(props))
 
     def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
@@ -151,29 +153,31 @@ class TenantRegistryProvider(pulumi.dynamic.ResourceProvider):
         return pulumi.dynamic.UpdateResult(self._outputs(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        with connect(props["dsn"], self._name, _timeout(props)) as conn:
-            with sql_call(self._name, "dropping the registry"):
-                if not _registry_exists(conn):
-                    return
-                rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_TABLE)).fetchone()[0]
-                if rows:
-                    pulumi.log.warn(
-                        f"{self._name}: kept the registry because it still lists {rows} tenant(s); "
-                        "delete their TenantRegistration resources first"
-                    )
-                    return
-                devices = 0
-                if conn.execute("SELECT to_regclass(%s)", (_DEVICES.as_string(conn),)).fetchone()[0]:
-                    devices = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_DEVICES)).fetchone()[0]
-                if devices:
-                    # Device credentials are state: losing them means re-provisioning every device.
-                    pulumi.log.warn(
-                        f"{self._name}: kept the registry because it still holds {devices} device(s); "
-                        "remove them with `python -m tools.devices remove` first if they are really to go"
-                    )
-                    return
-                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(REGISTRY_SCHEMA)))
-                conn.commit()
+        with (
+            connect(props["dsn"], self._name, _timeout(props)) as conn,
+            sql_call(self._name, "dropping the registry"),
+        ):
+            if not _registry_exists(conn):
+                return
+            rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_TABLE)).fetchone()[0]
+            if rows:
+                pulumi.log.warn(
+                    f"{self._name}: kept the registry because it still lists {rows} tenant(s); "
+                    "delete their TenantRegistration resources first"
+                )
+                return
+            devices = 0
+            if conn.execute("SELECT to_regclass(%s)", (_DEVICES.as_string(conn),)).fetchone()[0]:
+                devices = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_DEVICES)).fetchone()[0]
+            if devices:
+                # Device credentials are state: losing them means re-provisioning every device.
+                pulumi.log.warn(
+                    f"{self._name}: kept the registry because it still holds {devices} device(s); "
+                    "remove them with `python -m tools.devices remove` first if they are really to go"
+                )
+                return
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(REGISTRY_SCHEMA)))
+            conn.commit()
 
 
 @dataclass
@@ -401,11 +405,10 @@ class TenantRegistrationProvider(pulumi.dynamic.ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         name = _name(props)
-        with connect(props["dsn"], name, _timeout(props)) as conn:
-            with sql_call(name, "deleting the registry row"):
-                if _registry_exists(conn):
-                    conn.execute(sql.SQL("DELETE FROM {} WHERE slug = %s").format(_TABLE), (props["slug"],))
-                conn.commit()
+        with connect(props["dsn"], name, _timeout(props)) as conn, sql_call(name, "deleting the registry row"):
+            if _registry_exists(conn):
+                conn.execute(sql.SQL("DELETE FROM {} WHERE slug = %s").format(_TABLE), (props["slug"],))
+            conn.commit()
 
 
 @dataclass

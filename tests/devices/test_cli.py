@@ -47,7 +47,7 @@ def device_ids(db: DeviceDb, tenant: str = UMC) -> list[str]:
 
 
 def test_help_works_without_a_database() -> None:
-    result = subprocess.run([sys.executable, "-m", "tools.devices", "--help"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "tools.devices", "--help"], cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 0
     for command in ("add", "import", "export", "list", "disable", "enable", "rotate", "remove"):
         assert command in result.stdout
@@ -255,7 +255,7 @@ def _fake_pulumi(tmp_path: Path, outputs: dict) -> dict[str, str]:
 def test_stack_resolves_the_device_manager_dsn(device_db: DeviceDb, tmp_path: Path) -> None:
     env = _fake_pulumi(tmp_path, {"deviceManagerDsn": device_db.manager_dsn})
     command = [sys.executable, "-m", "tools.devices", "add", "umc-001", "--stack", "dev", "--tenant", UMC]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert connects(device_db, "umc-001", credentials(result.stdout)["umc-001"])
 
@@ -263,10 +263,10 @@ def test_stack_resolves_the_device_manager_dsn(device_db: DeviceDb, tmp_path: Pa
 def test_stack_errors_are_sentences(device_db: DeviceDb, tmp_path: Path, capsys) -> None:
     env = _fake_pulumi(tmp_path, {"mqttEndpoint": "mqtt://x:1"})
     command = [sys.executable, "-m", "tools.devices", "list", "--stack", "dev", "--tenant", UMC]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "no 'deviceManagerDsn'" in result.stderr and "Traceback" not in result.stderr
     result = subprocess.run(command, cwd=REPO, env={**os.environ, "PATH": str(tmp_path / "empty")},
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "pulumi CLI is not on PATH" in result.stderr
     outputs = tmp_path / "outputs.json"
     assert cli.main(["list", "--outputs-file", str(outputs), "--tenant", UMC]) == 2
