@@ -20,7 +20,16 @@ The plan:
   and SELECT on its ``tenants`` table.  No SELECT on telemetry: the service
   writes ``ON CONFLICT DO NOTHING`` without a conflict target, which needs
   INSERT only (a target such as ``(msg_id, time)`` would need SELECT on those
-  columns).  TimescaleDB copies a hypertable's privileges to its chunks.
+  columns).  TimescaleDB copies a hypertable's privileges to its chunks;
+* the EMQX device-auth role (what EMQX's PostgreSQL authenticator and
+  authorization source log in as): USAGE on the registry schema and EXECUTE on
+  the two lookup functions, nothing else: it cannot read a table, so it
+  cannot list devices or hashes; it learns one device's row by presenting
+  that device's id as both username and client id;
+* the device-manager role (what ``python -m tools.devices`` writes through):
+  USAGE on the registry schema, SELECT/INSERT/UPDATE/DELETE on ``devices``
+  and SELECT on the tenant columns it checks (slug, topic prefix, enabled),
+  not the token hashes; nothing of any tenant's telemetry.
 
 Role, schema and owner names may be ``pulumi.Input[str]`` for
 :func:`to_pulumi_args`; :func:`to_sql` needs plain strings.
@@ -35,9 +44,24 @@ from typing import Any
 
 from psycopg import sql
 
-from components.providers.telemetry_ddl import REGISTRY_SCHEMA, REGISTRY_TABLE, TELEMETRY_TABLE
+from components.providers.telemetry_ddl import (
+    DEVICES_TABLE,
+    EMQX_ACL_FUNCTION,
+    EMQX_AUTHN_FUNCTION,
+    REGISTRY_SCHEMA,
+    REGISTRY_TABLE,
+    TELEMETRY_TABLE,
+)
 
-_PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "USAGE", "CREATE"}
+_PRIVILEGES = {
+    "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "USAGE", "CREATE", "EXECUTE"
+}
+
+# The login roles of the device path (created by the stack; their passwords are stack secrets).
+EMQX_AUTH_ROLE = "telemetry_emqx_auth"
+DEVICE_MANAGER_ROLE = "telemetry_device_manager"
+# What the device manager may read of a tenant: enough to check it, not its token hashes.
+TENANT_COLUMNS_FOR_DEVICE_MANAGER = ("slug", "topic_prefix", "enabled")
 
 
 def _privileges(values: Iterable[str]) -> tuple[str, ...]:
@@ -92,7 +116,40 @@ class DefaultPrivilege:
             raise ValueError(f"object_type {self.object_type!r} is not planned here; use 'table' or 'sequence'")
 
 
-PlannedGrant = SchemaGrant | TableGrant | DefaultPrivilege
+@dataclass(frozen=True)
+class FunctionGrant:
+    """``pulumi_postgresql.Grant`` with ``object_type="function"`` and named ``functions`` (never all)."""
+
+    role: Any
+    schema: Any
+    privileges: tuple[str, ...]
+    functions: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "privileges", _privileges(self.privileges))
+        object.__setattr__(self, "functions", tuple(self.functions))
+        if not self.functions:
+            raise ValueError("a function grant names its functions; granting on all functions is not planned")
+
+
+@dataclass(frozen=True)
+class ColumnGrant:
+    """``pulumi_postgresql.Grant`` with ``object_type="column"``: privileges on some columns of one table."""
+
+    role: Any
+    schema: Any
+    privileges: tuple[str, ...]
+    table: Any
+    columns: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "privileges", _privileges(self.privileges))
+        object.__setattr__(self, "columns", tuple(self.columns))
+        if not self.columns:
+            raise ValueError("a column grant names its columns")
+
+
+PlannedGrant = SchemaGrant | TableGrant | DefaultPrivilege | FunctionGrant | ColumnGrant
 
 
 # --------------------------------------------------------------------------- the plan
@@ -127,10 +184,47 @@ def registry_grants(writer_role: Any) -> list[PlannedGrant]:
     ]
 
 
+def emqx_auth_grants(role: Any = EMQX_AUTH_ROLE) -> list[PlannedGrant]:
+    """EMQX's PostgreSQL authenticator and authorization source: execute the two lookups, nothing else."""
+    return [
+        SchemaGrant(role=role, schema=REGISTRY_SCHEMA, privileges=("USAGE",)),
+        FunctionGrant(
+            role=role,
+            schema=REGISTRY_SCHEMA,
+            privileges=("EXECUTE",),
+            functions=(EMQX_AUTHN_FUNCTION, EMQX_ACL_FUNCTION),
+        ),
+    ]
+
+
+def device_manager_grants(role: Any = DEVICE_MANAGER_ROLE) -> list[PlannedGrant]:
+    """The operator CLI: manage device rows and check tenants; no telemetry, no token hashes, no DDL."""
+    return [
+        SchemaGrant(role=role, schema=REGISTRY_SCHEMA, privileges=("USAGE",)),
+        TableGrant(
+            role=role,
+            schema=REGISTRY_SCHEMA,
+            privileges=("SELECT", "INSERT", "UPDATE", "DELETE"),
+            tables=(DEVICES_TABLE,),
+        ),
+        ColumnGrant(
+            role=role,
+            schema=REGISTRY_SCHEMA,
+            privileges=("SELECT",),
+            table=REGISTRY_TABLE,
+            columns=TENANT_COLUMNS_FOR_DEVICE_MANAGER,
+        ),
+    ]
+
+
 def grant_key(grant: PlannedGrant) -> tuple[str, Any, Any, Any]:
     """What one pulumi-postgresql resource is authoritative for."""
     if isinstance(grant, DefaultPrivilege):
         return ("default_privileges", grant.owner, grant.role, (grant.schema, grant.object_type))
+    if isinstance(grant, FunctionGrant):
+        return ("grant", grant.role, grant.schema, "function")
+    if isinstance(grant, ColumnGrant):
+        return ("grant", grant.role, grant.schema, ("column", grant.table))
     object_type = "schema" if isinstance(grant, SchemaGrant) else "table"
     return ("grant", grant.role, grant.schema, object_type)
 
@@ -165,15 +259,21 @@ def to_pulumi_args(grant: PlannedGrant, database: Any) -> dict[str, Any]:
             "object_type": grant.object_type,
             "privileges": list(grant.privileges),
         }
+    object_type = {SchemaGrant: "schema", TableGrant: "table", FunctionGrant: "function", ColumnGrant: "column"}
     args: dict[str, Any] = {
         "database": database,
         "role": grant.role,
         "schema": grant.schema,
-        "object_type": "schema" if isinstance(grant, SchemaGrant) else "table",
+        "object_type": object_type[type(grant)],
         "privileges": list(grant.privileges),
     }
     if isinstance(grant, TableGrant) and grant.tables:
         args["objects"] = list(grant.tables)
+    if isinstance(grant, FunctionGrant):
+        args["objects"] = list(grant.functions)
+    if isinstance(grant, ColumnGrant):
+        args["objects"] = [grant.table]
+        args["columns"] = list(grant.columns)
     return args
 
 
@@ -211,6 +311,20 @@ def to_sql(grant: PlannedGrant) -> sql.Composed:
         return sql.SQL(
             "REVOKE ALL PRIVILEGES ON SCHEMA {schema} FROM {role}; GRANT {privileges} ON SCHEMA {schema} TO {role}"
         ).format(schema=schema, role=role, privileges=privileges)
+    if isinstance(grant, FunctionGrant):
+        # Named without an argument list, as the provider does: valid while the name is not overloaded.
+        functions = sql.SQL(", ").join(sql.Identifier(grant.schema, name) for name in grant.functions)
+        return sql.SQL(
+            "REVOKE {privileges} ON FUNCTION {functions} FROM {role}; "
+            "GRANT {privileges} ON FUNCTION {functions} TO {role}"
+        ).format(privileges=privileges, functions=functions, role=role)
+    if isinstance(grant, ColumnGrant):
+        columns = sql.SQL(", ").join(sql.Identifier(column) for column in grant.columns)
+        table = sql.Identifier(grant.schema, grant.table)
+        return sql.SQL(
+            "REVOKE {privileges} ({columns}) ON TABLE {table} FROM {role}; "
+            "GRANT {privileges} ({columns}) ON TABLE {table} TO {role}"
+        ).format(privileges=privileges, columns=columns, table=table, role=role)
     if grant.tables:
         tables = sql.SQL(", ").join(sql.Identifier(grant.schema, table) for table in grant.tables)
         # With named objects the provider revokes only the planned privileges (to leave column grants alone).

@@ -8,10 +8,13 @@ readings to ``tenants/<topicPrefix>/<client id>/telemetry``.  The publish
 schedule is global: message k leaves at ``start + k / rate`` from device
 ``k mod N``, so the total rate is what was asked for whatever N is.
 
-Credentials come from the stack outputs (the pulumi CLI, or ``--outputs-file``)
-or from ``--host/--port/--username/--password``; explicit flags win. ``--tls``
-connects to the stack's TLS listener (``mqttTlsEndpoint``) and verifies the
-broker with the stack's CA (``mqttCaCertificate``) or ``--cafile``.
+Credentials come from a credentials file of ``python -m tools.devices``
+(``--credentials-file``: each simulated device is one registered device,
+whose client id must be its username), from the stack outputs (the pulumi CLI,
+or ``--outputs-file``) or from ``--host/--port/--username/--password``;
+explicit flags win. ``--tls`` connects to the stack's TLS listener
+(``mqttTlsEndpoint``) and verifies the broker with the stack's CA
+(``mqttCaCertificate``) or ``--cafile``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -36,6 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from tools import ToolError
+from tools.device_files import read_credentials
 from tools.stack_outputs import OUTPUTS_COMMAND, load_outputs, mqtt_address, tenant_outputs
 
 CREDENTIALS_HINT = "pulumi stack output deviceCredentials --show-secrets"
@@ -126,9 +131,19 @@ class SimulationSettings:
     tls: bool = False
     cafile: str | None = None
     ca_data: str | None = None
+    # Registry devices (tools.devices) connect only with their username as client id: one connection each.
+    client_id_is_username: bool = False
 
     def client_ids(self) -> list[tuple[str, str]]:
         """(username, client id) of each simulated device; users are shared round-robin."""
+        if self.client_id_is_username:
+            if self.devices > len(self.usernames):
+                raise ToolError(
+                    f"{self.devices} simulated devices need {self.devices} registered devices, and the credentials "
+                    f"hold {len(self.usernames)}: pass --devices {len(self.usernames)} or add devices with "
+                    "`python -m tools.devices add`"
+                )
+            return [(user, user) for user in self.usernames[: self.devices]]
         tag = f"{self.client_id_tag}-" if self.client_id_tag else ""
         users = [self.usernames[i % len(self.usernames)] for i in range(self.devices)]
         return [(user, f"{user}-{tag}{i}") for i, user in enumerate(users)]
@@ -486,6 +501,11 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "--stack", "-s", help="stack to read outputs from with the pulumi CLI (default: the selected stack)"
     )
     source.add_argument("--outputs-file", help=f"JSON of `{OUTPUTS_COMMAND}` instead of asking the pulumi CLI")
+    source.add_argument(
+        "--credentials-file",
+        type=Path,
+        help="device credentials written by `python -m tools.devices` (tenant,topic_prefix,device_id,password)",
+    )
     tls = parser.add_argument_group("TLS")
     tls.add_argument(
         "--tls", action="store_true", help="connect to the TLS listener (mqttTlsEndpoint) and verify the broker"
@@ -550,7 +570,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def credentials_for(path: Path, tenant: str | None) -> tuple[str, str, dict[str, str]]:
+    """(tenant, topic prefix, {device: password}) of one tenant in a credentials file."""
+    credentials = read_credentials(path)
+    tenants = sorted({c.tenant for c in credentials})
+    if tenant is None:
+        if len(tenants) != 1:
+            raise ToolError(f"--credentials-file {path} holds tenants {', '.join(tenants)}: pick one with --tenant")
+        tenant = tenants[0]
+    mine = [c for c in credentials if c.tenant == tenant]
+    if not mine:
+        raise ToolError(f"--credentials-file {path} has no device of tenant '{tenant}' (it has: {', '.join(tenants)})")
+    return tenant, mine[0].topic_prefix, {c.device_id: c.password for c in mine}
+
+
+def settings_from_file(args: argparse.Namespace) -> SimulationSettings:
+    tenant, prefix, passwords = credentials_for(args.credentials_file, args.tenant)
+    outputs: dict[str, Any] | None = None
+    if args.host and args.port:
+        host, port = args.host, args.port
+    else:
+        outputs = load_outputs(stack=args.stack, outputs_file=args.outputs_file)
+        host, port = tls_address(outputs) if args.tls else mqtt_address(outputs)
+    usernames = (args.username,) if args.username else tuple(passwords)
+    if args.password is not None:
+        passwords[usernames[0]] = args.password
+    if usernames[0] not in passwords:
+        raise ToolError(f"device '{usernames[0]}' is not in --credentials-file {args.credentials_file}")
+    count = args.count if args.count is not None or args.duration is not None else 10
+    return SimulationSettings(
+        host=host, port=port, usernames=usernames, passwords=passwords,
+        topic_prefix=args.topic_prefix or prefix, devices=args.devices, rate=args.rate, duration=args.duration,
+        count=count, qos=args.qos, run_id=args.run_id or uuid.uuid4().hex[:12], connect_timeout=args.connect_timeout,
+        ack_timeout=args.ack_timeout, label=tenant, client_id_is_username=True, **tls_settings(args, outputs),
+    )
+
+
 def settings_from_args(args: argparse.Namespace) -> SimulationSettings:
+    if args.credentials_file is not None:
+        return settings_from_file(args)
     explicit = args.host and args.port and args.username and args.password is not None and args.topic_prefix
     outputs: dict[str, Any] | None = None
     if not explicit:

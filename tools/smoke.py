@@ -1,6 +1,11 @@
 """Smoke check after a deploy: every tenant's messages reach its own table.
 
-    python -m tools.smoke [--stack dev | --outputs-file outputs.json] [--tenant SLUG ...]
+    python -m tools.smoke [--stack dev | --outputs-file outputs.json] [--tenant SLUG ...] [--credentials-file F]
+
+With ``--credentials-file`` (written by ``python -m tools.devices``), each
+tenant publishes as its registered devices from that file, each connecting
+with its username as client id; tenants without a device in the file fail
+with that reason.
 
 For each tenant it publishes a few messages through the simulator (one device
 per device user, all carrying a fresh run id), then reads the tenant's
@@ -28,6 +33,7 @@ from psycopg import sql
 
 from components.providers.telemetry_ddl import TELEMETRY_TABLE
 from tools import ToolError
+from tools.device_files import read_credentials
 from tools.simulate import SimulationSettings, add_source_arguments, run_simulation, tls_address
 from tools.stack_outputs import load_outputs, mqtt_address, reader_dsn, tenant_outputs, tenant_slugs
 from tools.status import emqx_api, tenant_status
@@ -69,31 +75,52 @@ def _first_line(error: BaseException) -> str:
 
 
 def check_tenant(
-    outputs: dict[str, Any], slug: str, *, messages: int, timeout: float, tls: bool = False, cafile: str | None = None
+    outputs: dict[str, Any],
+    slug: str,
+    *,
+    messages: int,
+    timeout: float,
+    credentials: dict[str, dict[str, str]] | None = None,
+    tls: bool = False,
+    cafile: str | None = None,
 ) -> TenantCheck:
     """Publish ``messages`` messages as the tenant's devices and look for them in its schema.
 
-    With ``tls``, through the TLS listener, verifying the broker with ``cafile`` or the stack's CA.
+    ``credentials`` (tenant -> device -> password, from a credentials file) replaces the stack's
+    device users: registry devices must use their username as client id. With ``tls``, through
+    the TLS listener, verifying the broker with ``cafile`` or the stack's CA.
     """
     try:
-        tenant = tenant_outputs(outputs, slug)
+        tenant = tenant_outputs(outputs, slug, require_devices=credentials is None)
+        if credentials is not None and not credentials.get(slug):
+            raise ToolError(
+                f"the credentials file has no device of tenant '{slug}': add one with "
+                f"`python -m tools.devices add <id> --tenant {slug} --credentials-file <file>`"
+            )
         dsn = reader_dsn(outputs, tenant)
         host, port = tls_address(outputs) if tls else mqtt_address(outputs)
     except ToolError as error:
         return TenantCheck(slug, False, str(error))
     run_id = f"smoke-{uuid.uuid4().hex[:12]}"
+    usernames, passwords = tenant.devices, tenant.device_passwords
+    if credentials is not None:
+        passwords = credentials[slug]
+        usernames = tuple(passwords)
     settings = SimulationSettings(
         host=host,
         port=port,
-        usernames=tenant.devices,
-        passwords=tenant.device_passwords,
+        usernames=usernames,
+        passwords=passwords,
         topic_prefix=tenant.topic_prefix,
-        devices=len(tenant.devices),
+        devices=len(usernames),
         rate=50.0,
-        count=max(messages, len(tenant.devices)),
+        count=max(messages, len(usernames)),
         run_id=run_id,
         label=slug,
-        client_id_tag=run_id,
+        # Registry devices cannot take a tagged client id; the smoke check then ends any session
+        # the same device holds elsewhere (use devices set aside for checks).
+        client_id_tag="" if credentials is not None else run_id,
+        client_id_is_username=credentials is not None,
         tls=tls,
         cafile=cafile,
         ca_data=None if cafile or not tls else outputs.get("mqttCaCertificate"),
@@ -168,6 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ToolError("--cafile is for TLS connections: add --tls")
         outputs = load_outputs(stack=args.stack, outputs_file=args.outputs_file)
         slugs = args.tenant or tenant_slugs(outputs)
+        credentials = None
+        if args.credentials_file is not None:
+            credentials = {}
+            for credential in read_credentials(args.credentials_file):
+                credentials.setdefault(credential.tenant, {})[credential.device_id] = credential.password
     except ToolError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -180,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             before = {slug: tenant_status(api, slug).counters() for slug in slugs}
             for slug in slugs:
                 check = check_tenant(
-                    outputs, slug, messages=args.messages, timeout=args.timeout, tls=args.tls, cafile=args.cafile
+                    outputs, slug, messages=args.messages, timeout=args.timeout, credentials=credentials,
+                    tls=args.tls, cafile=args.cafile,
                 )
                 check = with_loss_check(check, losses_during(before[slug], tenant_status(api, slug).counters()))
                 print(check.line, flush=True)

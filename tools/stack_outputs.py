@@ -110,8 +110,12 @@ def tenant_slugs(outputs: dict[str, Any]) -> list[str]:
     return sorted(_require(outputs, "tenants"))
 
 
-def tenant_outputs(outputs: dict[str, Any], slug: str) -> TenantOutputs:
-    """One tenant's topic prefix, schema, device credentials and reader credentials."""
+def tenant_outputs(outputs: dict[str, Any], slug: str, require_devices: bool = True) -> TenantOutputs:
+    """One tenant's topic prefix, schema, device credentials and reader credentials.
+
+    ``require_devices=False`` when the device credentials come from elsewhere (a credentials file of
+    ``python -m tools.devices``): devices are registry rows, not stack outputs.
+    """
     tenants = _require(outputs, "tenants")
     if slug not in tenants:
         known = ", ".join(sorted(tenants)) or "none"
@@ -120,9 +124,11 @@ def tenant_outputs(outputs: dict[str, Any], slug: str) -> TenantOutputs:
             "check --tenant, or add it to telemetry:tenants and run `pulumi up`"
         )
     tenant = tenants[slug]
-    credentials = _require(outputs, "deviceCredentials").get(slug, {})
+    credentials = (outputs.get("deviceCredentials") or {}).get(slug, {}) if not require_devices else (
+        _require(outputs, "deviceCredentials").get(slug, {})
+    )
     devices = tuple(tenant.get("devices") or credentials)
-    if not devices:
+    if not devices and require_devices:
         raise ToolError(
             f"tenant '{slug}' has no device users: add some under its 'devices' in telemetry:tenants and run `pulumi up`"
         )

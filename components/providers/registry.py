@@ -1,8 +1,9 @@
 """Dynamic providers for the tenant registry the ingest service reads.
 
 ``TenantRegistry`` is one stack-wide resource owning the registry schema,
-table and NOTIFY trigger (from :func:`telemetry_ddl.registry_ddl`), so that
-the writer role's grants on ``telemetry_registry.tenants`` can depend on it.
+tables, NOTIFY trigger and the functions EMQX authenticates devices with (from
+:func:`telemetry_ddl.registry_ddl`), so that the grants on them can depend on
+it.
 ``TenantRegistration`` is one row per tenant.  Only the SHA-256 of a tenant's
 token is ever written to the database or to the outputs.
 """
@@ -30,7 +31,11 @@ from components.providers.postgres import (
     sql_call,
 )
 from components.providers.telemetry_ddl import (
+    DEVICES_TABLE,
+    EMQX_ACL_FUNCTION,
+    EMQX_AUTHN_FUNCTION,
     REGISTRY_CHANNEL,
+    REGISTRY_DDL_VERSION,
     REGISTRY_NOTIFY_TRIGGER,
     REGISTRY_SCHEMA,
     REGISTRY_TABLE,
@@ -39,6 +44,7 @@ from components.providers.telemetry_ddl import (
 
 DEFAULT_TOKEN_GRACE = "15 minutes"
 _TABLE = sql.Identifier(REGISTRY_SCHEMA, REGISTRY_TABLE)
+_DEVICES = sql.Identifier(REGISTRY_SCHEMA, DEVICES_TABLE)
 
 
 def token_sha256(token: str) -> str:
@@ -67,6 +73,19 @@ def _notifies(conn: psycopg.Connection) -> bool:
     return row is not None
 
 
+def _has_device_objects(conn: psycopg.Connection) -> bool:
+    """Whether the devices table and both EMQX functions exist (a registry from before devices has none)."""
+    row = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL AND to_regprocedure(%s) IS NOT NULL AND to_regprocedure(%s) IS NOT NULL",
+        (
+            _DEVICES.as_string(conn),
+            f"{REGISTRY_SCHEMA}.{EMQX_AUTHN_FUNCTION}(text,text)",
+            f"{REGISTRY_SCHEMA}.{EMQX_ACL_FUNCTION}(text,text)",
+        ),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def _timeout(props: Mapping[str, Any]) -> float:
     return props.get("ready_timeout") or DEFAULT_READY_TIMEOUT
 
@@ -75,11 +94,12 @@ def _timeout(props: Mapping[str, Any]) -> float:
 
 
 class TenantRegistryProvider(pulumi.dynamic.ResourceProvider):
-    """The stack-wide ``telemetry_registry`` schema, ``tenants`` table and NOTIFY trigger."""
+    """The stack-wide ``telemetry_registry`` schema: ``tenants`` and its NOTIFY trigger, ``devices`` and
+    the EMQX authentication/authorization functions."""
 
     _name = f"TenantRegistry {REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
 
-    def _outputs(self, props: Mapping[str, Any], notifies: bool = True) -> dict[str, Any]:
+    def _outputs(self, props: Mapping[str, Any], notifies: bool = True, devices: bool = True) -> dict[str, Any]:
         return {
             "dsn": props["dsn"],
             "ready_timeout": props.get("ready_timeout"),
@@ -87,13 +107,20 @@ class TenantRegistryProvider(pulumi.dynamic.ResourceProvider):
             "table": REGISTRY_TABLE,
             # None when the NOTIFY trigger is gone: refresh shows it, and the next up restores it.
             "channel": REGISTRY_CHANNEL if notifies else None,
+            "devices_table": DEVICES_TABLE,
+            # The DDL generation this registry has; older or damaged (objects missing) shows as a
+            # diff, and the update re-runs the idempotent DDL.  Registries created before devices
+            # existed have no such output at all, which is a diff too.
+            "ddl_version": REGISTRY_DDL_VERSION if devices else None,
         }
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        with connect(props["dsn"], self._name, _timeout(props)) as conn:
-            with sql_call(self._name, "creating the registry schema, table and triggers"):
-                _create_registry(conn)
-                conn.commit()
+        with (
+            connect(props["dsn"], self._name, _timeout(props)) as conn,
+            sql_call(self._name, "creating the registry schema, tables, triggers and functions"),
+        ):
+            _create_registry(conn)
+            conn.commit()
         return pulumi.dynamic.CreateResult(f"{REGISTRY_SCHEMA}.{REGISTRY_TABLE}", self._outputs(props))
 
     def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
@@ -103,9 +130,10 @@ class TenantRegistryProvider(pulumi.dynamic.ResourceProvider):
         ):
             exists = _registry_exists(conn)
             notifies = exists and _notifies(conn)
+            devices = exists and _has_device_objects(conn)
         if not exists:
             return pulumi.dynamic.ReadResult("", {})
-        return pulumi.dynamic.ReadResult(id_, self._outputs(props, notifies))
+        return pulumi.dynamic.ReadResult(id_, self._outputs(props, notifies, devices))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
         changed = [
@@ -113,7 +141,11 @@ class TenantRegistryProvider(pulumi.dynamic.ResourceProvider):
         ]
         if "channel" in olds and olds["channel"] != REGISTRY_CHANNEL:
             changed.append("channel")  # refresh found the NOTIFY trigger missing: update re-creates it
-        return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=[], stables=["schema_name", "table"])
+        if olds.get("ddl_version") != REGISTRY_DDL_VERSION:
+            changed.append("ddl_version")  # created by an older program, or objects dropped by hand
+        return pulumi.dynamic.DiffResult(
+            changes=bool(changed), replaces=[], stables=["schema_name", "table", "devices_table"]
+        )
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
         # Re-running the idempotent DDL also repairs a trigger dropped by hand.
@@ -121,19 +153,31 @@ class TenantRegistryProvider(pulumi.dynamic.ResourceProvider):
         return pulumi.dynamic.UpdateResult(self._outputs(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        with connect(props["dsn"], self._name, _timeout(props)) as conn:
-            with sql_call(self._name, "dropping the registry"):
-                if not _registry_exists(conn):
-                    return
-                rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_TABLE)).fetchone()[0]
-                if rows:
-                    pulumi.log.warn(
-                        f"{self._name}: kept the registry because it still lists {rows} tenant(s); "
-                        "delete their TenantRegistration resources first"
-                    )
-                    return
-                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(REGISTRY_SCHEMA)))
-                conn.commit()
+        with (
+            connect(props["dsn"], self._name, _timeout(props)) as conn,
+            sql_call(self._name, "dropping the registry"),
+        ):
+            if not _registry_exists(conn):
+                return
+            rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_TABLE)).fetchone()[0]
+            if rows:
+                pulumi.log.warn(
+                    f"{self._name}: kept the registry because it still lists {rows} tenant(s); "
+                    "delete their TenantRegistration resources first"
+                )
+                return
+            devices = 0
+            if conn.execute("SELECT to_regclass(%s)", (_DEVICES.as_string(conn),)).fetchone()[0]:
+                devices = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_DEVICES)).fetchone()[0]
+            if devices:
+                # Device credentials are state: losing them means re-provisioning every device.
+                pulumi.log.warn(
+                    f"{self._name}: kept the registry because it still holds {devices} device(s); "
+                    "remove them with `python -m tools.devices remove` first if they are really to go"
+                )
+                return
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(REGISTRY_SCHEMA)))
+            conn.commit()
 
 
 @dataclass
@@ -144,12 +188,14 @@ class TenantRegistryArgs:
 
 
 class TenantRegistry(pulumi.dynamic.Resource, module="telemetry", name="TenantRegistry"):
-    """The stack-wide tenant registry; grant the ingest writer role SELECT on ``schema_name.table``."""
+    """The stack-wide tenant and device registry; grant roles on it as ``components.grants`` plans."""
 
     dsn: pulumi.Output[str]
     schema_name: pulumi.Output[str]
     table: pulumi.Output[str]
     channel: pulumi.Output[str]
+    devices_table: pulumi.Output[str]
+    ddl_version: pulumi.Output[int]
 
     def __init__(self, resource_name: str, args: TenantRegistryArgs, opts: pulumi.ResourceOptions | None = None):
         props = {
@@ -158,6 +204,8 @@ class TenantRegistry(pulumi.dynamic.Resource, module="telemetry", name="TenantRe
             "schema_name": None,
             "table": None,
             "channel": None,
+            "devices_table": None,
+            "ddl_version": None,
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["dsn"]))
         super().__init__(TenantRegistryProvider(), resource_name, props, opts)
@@ -357,11 +405,10 @@ class TenantRegistrationProvider(pulumi.dynamic.ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         name = _name(props)
-        with connect(props["dsn"], name, _timeout(props)) as conn:
-            with sql_call(name, "deleting the registry row"):
-                if _registry_exists(conn):
-                    conn.execute(sql.SQL("DELETE FROM {} WHERE slug = %s").format(_TABLE), (props["slug"],))
-                conn.commit()
+        with connect(props["dsn"], name, _timeout(props)) as conn, sql_call(name, "deleting the registry row"):
+            if _registry_exists(conn):
+                conn.execute(sql.SQL("DELETE FROM {} WHERE slug = %s").format(_TABLE), (props["slug"],))
+            conn.commit()
 
 
 @dataclass

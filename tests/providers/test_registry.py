@@ -15,7 +15,7 @@ from components.providers.registry import (
     TenantRegistryProvider,
     token_sha256,
 )
-from components.providers.telemetry_ddl import REGISTRY_CHANNEL
+from components.providers.telemetry_ddl import REGISTRY_CHANNEL, REGISTRY_DDL_VERSION
 from tests.providers._db_helpers import execute, fetch_one, table_exists
 
 TOKEN = "first-token-0123456789abcdef"
@@ -82,8 +82,9 @@ def test_registry_create_read_delete(database: str) -> None:
 def test_registry_update_repairs_a_dropped_trigger(registry: str) -> None:
     execute(registry, "DROP TRIGGER notify_tenant_change ON telemetry_registry.tenants")
     provider = TenantRegistryProvider()
-    assert provider.diff("id", {"dsn": registry}, {"dsn": registry}).changes is False
-    assert provider.diff("id", {"dsn": registry}, {"dsn": registry + " "}).replaces == []
+    current = {"dsn": registry, "ddl_version": REGISTRY_DDL_VERSION}
+    assert provider.diff("id", current, {"dsn": registry}).changes is False
+    assert provider.diff("id", current, {"dsn": registry + " "}).replaces == []
     provider.update("id", {"dsn": registry}, {"dsn": registry})
     assert fetch_one(registry, "SELECT count(*) FROM pg_trigger WHERE tgname = 'notify_tenant_change'")[0] == 1
 
@@ -114,6 +115,36 @@ def test_refresh_shows_a_dropped_notify_trigger_and_up_restores_it(database: str
             )
             assert [n.payload for n in listener.notifies(timeout=5, stop_after=1)] == ["probe"]
         execute(database, "DELETE FROM telemetry_registry.tenants WHERE slug = 'probe'")
+
+
+def test_a_registry_from_before_devices_is_upgraded_in_place(database: str) -> None:
+    """Existing stacks: state without ddl_version is a diff (no replacement), and the update adds devices."""
+    provider = TenantRegistryProvider()
+    created = provider.create({"dsn": database})
+    assert created.outs["ddl_version"] == REGISTRY_DDL_VERSION and created.outs["devices_table"] == "devices"
+    execute(database, "DROP TABLE telemetry_registry.devices")
+    execute(database, "DROP FUNCTION telemetry_registry.emqx_device_authn, telemetry_registry.emqx_device_acl")
+    old_state = {key: value for key, value in created.outs.items() if key not in ("ddl_version", "devices_table")}
+    diff = provider.diff(created.id, old_state, {"dsn": database})
+    assert diff.changes is True and diff.replaces == []
+    assert provider.read(created.id, created.outs).outs["ddl_version"] is None  # refresh shows the drift
+    assert provider.update(created.id, old_state, {"dsn": database}).outs == created.outs
+    assert table_exists(database, "telemetry_registry", "devices")
+    assert provider.read(created.id, created.outs).outs == created.outs
+    assert provider.diff(created.id, created.outs, {"dsn": database}).changes is False
+
+
+def test_registry_delete_keeps_a_registry_that_still_holds_devices(registry: str) -> None:
+    execute(
+        registry,
+        "INSERT INTO telemetry_registry.devices (device_id, tenant, password_hash, salt) "
+        "VALUES ('d1', 'gone', repeat('a', 64), 'salt')",
+    )
+    TenantRegistryProvider().delete("telemetry_registry.tenants", {"dsn": registry})
+    assert table_exists(registry, "telemetry_registry", "devices")
+    execute(registry, "DELETE FROM telemetry_registry.devices")
+    TenantRegistryProvider().delete("telemetry_registry.tenants", {"dsn": registry})
+    assert not table_exists(registry, "telemetry_registry", "devices")
 
 
 def test_registry_delete_keeps_a_registry_that_still_lists_tenants(registered) -> None:
