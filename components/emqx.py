@@ -33,6 +33,36 @@ STATUS_CHECK = (
 )
 
 
+def stack_broker_objects(
+    parent: pulumi.Resource,
+    resource_name: str,
+    connection: EmqxConnection,
+    ingest_url: pulumi.Input[str],
+    broker: pulumi.Resource,
+    ingest: pulumi.Resource,
+) -> tuple[EmqxAuthenticator, EmqxAuthorization, EmqxConnector]:
+    """The stack-wide EMQX objects, as children of ``parent``, on any platform.
+
+    ``broker`` is what must be up before EMQX answers its API (its container, its cluster, or
+    the external endpoint); ``ingest`` is what must be up before the connector points at it.
+    """
+    after_broker = pulumi.ResourceOptions(parent=parent, depends_on=[broker])
+    authenticator = EmqxAuthenticator(
+        f"{resource_name}-authenticator", EmqxAuthenticatorArgs(connection=connection), opts=after_broker
+    )
+    # Deny by default: no_match deny, and the shipped `file` source (which
+    # ends with {allow, all}) disabled.
+    authorization = EmqxAuthorization(
+        f"{resource_name}-authorization", EmqxAuthorizationArgs(connection=connection), opts=after_broker
+    )
+    connector = EmqxConnector(
+        f"{resource_name}-ingest-connector",
+        EmqxConnectorArgs(connection=connection, name="ingest", url=ingest_url),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[broker, ingest]),
+    )
+    return authenticator, authorization, connector
+
+
 @dataclass(frozen=True)
 class EmqxArgs:
     name_prefix: str
@@ -117,18 +147,8 @@ class Emqx(pulumi.ComponentResource):
 
         # Broker objects go through the REST API once the container is healthy.
         self.connection = EmqxConnection(api_url=self.api_url, api_key=api_key.result, api_secret=api_secret.result)
-        after_broker = pulumi.ResourceOptions(parent=self, depends_on=[self.container])
-        self.authenticator = EmqxAuthenticator(
-            f"{resource_name}-authenticator", EmqxAuthenticatorArgs(connection=self.connection), opts=after_broker
+        broker_objects = stack_broker_objects(
+            self, resource_name, self.connection, args.ingest_url, broker=self.container, ingest=args.ingest
         )
-        # Deny by default: no_match deny, and the shipped `file` source (which
-        # ends with {allow, all}) disabled.
-        self.authorization = EmqxAuthorization(
-            f"{resource_name}-authorization", EmqxAuthorizationArgs(connection=self.connection), opts=after_broker
-        )
-        self.connector = EmqxConnector(
-            f"{resource_name}-ingest-connector",
-            EmqxConnectorArgs(connection=self.connection, name="ingest", url=args.ingest_url),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container, args.ingest]),
-        )
+        self.authenticator, self.authorization, self.connector = broker_objects
         self.register_outputs({"apiUrl": self.api_url, "containerName": self.container.name})
