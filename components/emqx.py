@@ -38,15 +38,17 @@ def stack_broker_objects(
     resource_name: str,
     connection: EmqxConnection,
     ingest_url: pulumi.Input[str],
-    broker: pulumi.Resource,
+    broker: pulumi.Resource | None,
     ingest: pulumi.Resource,
 ) -> tuple[EmqxAuthenticator, EmqxAuthorization, EmqxConnector]:
     """The stack-wide EMQX objects, as children of ``parent``, on any platform.
 
-    ``broker`` is what must be up before EMQX answers its API (its container, its cluster, or
-    the external endpoint); ``ingest`` is what must be up before the connector points at it.
+    ``broker`` is what must be up before EMQX answers its API (its container, its cluster;
+    None for an external EMQX that is already up); ``ingest`` is what must be up before the
+    connector points at it.
     """
-    after_broker = pulumi.ResourceOptions(parent=parent, depends_on=[broker])
+    running = [broker] if broker is not None else []
+    after_broker = pulumi.ResourceOptions(parent=parent, depends_on=running)
     authenticator = EmqxAuthenticator(
         f"{resource_name}-authenticator", EmqxAuthenticatorArgs(connection=connection), opts=after_broker
     )
@@ -58,7 +60,7 @@ def stack_broker_objects(
     connector = EmqxConnector(
         f"{resource_name}-ingest-connector",
         EmqxConnectorArgs(connection=connection, name="ingest", url=ingest_url),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[broker, ingest]),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[*running, ingest]),
     )
     return authenticator, authorization, connector
 

@@ -12,6 +12,7 @@ from pulumi.runtime.config import CONFIG, get_config_env
 from components.config import NAMESPACE, ConfigError, StackConfig, parse_stack_config
 from components.platform import PlatformBuild
 from components.platforms.docker import build_docker_platform
+from components.platforms.kubernetes import build_kubernetes_platform
 from components.tenant import Tenant, TenantArgs
 
 
@@ -30,7 +31,10 @@ def read_raw_config() -> dict[str, Any]:
     return raw
 
 
-PLATFORMS: dict[str, Callable[[StackConfig, str, str], PlatformBuild]] = {"docker": build_docker_platform}
+PLATFORMS: dict[str, Callable[[StackConfig, str, str], PlatformBuild]] = {
+    "docker": build_docker_platform,
+    "kubernetes": build_kubernetes_platform,
+}
 
 
 def build_stack(config: StackConfig, project: str, stack: str) -> dict[str, Any]:
