@@ -14,6 +14,7 @@ Pulumi pickles this provider into the state, so it holds nothing.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pulumi
@@ -38,13 +39,15 @@ def _client(context: str | None):
     from kubernetes import client, config
 
     try:
-        api = config.new_client_from_config(context=context or None)
+        # The client reads KUBECONFIG once, at import; read it now, as kubectl and Pulumi do.
+        api = config.new_client_from_config(config_file=os.environ.get("KUBECONFIG") or None, context=context or None)
     except config.ConfigException as error:
         where = f"context {context!r}" if context else "the current context"
         raise OperatorMissingError(
             f"cannot load the kubeconfig for {where} ({error}); set KUBECONFIG or "
             "telemetry:kubernetes.context to a cluster Pulumi can reach"
         ) from None
+    api.configuration.retries = 1
     return client.ApiextensionsV1Api(api)
 
 

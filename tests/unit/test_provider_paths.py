@@ -26,6 +26,7 @@ RECORDED_PATHS = [
     ("components.providers.timescale", "HypertableProvider"),
     ("components.providers.registry", "TenantRegistryProvider"),
     ("components.providers.registry", "TenantRegistrationProvider"),
+    ("components.platforms.operator_check", "RequiredOperatorProvider"),
 ]
 
 
