@@ -12,7 +12,13 @@ import pulumi
 
 from components.config import StackConfig
 from components.platform import PlatformBuild, TenantBroker, TenantDatabase, TenantIngest, TenantPlatform
-from components.platforms.cloudnative_pg import CLUSTER_NAME, SSLMODE, SUPERUSER, TimescaleDbCluster, TimescaleDbClusterArgs
+from components.platforms.cloudnative_pg import (
+    CLUSTER_NAME,
+    SSLMODE,
+    SUPERUSER,
+    TimescaleDbCluster,
+    TimescaleDbClusterArgs,
+)
 from components.platforms.emqx_cluster import EMQX_NAME, EmqxCluster, EmqxClusterArgs
 from components.platforms.external_broker import ExternalBroker, ExternalBrokerArgs
 from components.platforms.external_database import ExternalDatabase, ExternalDatabaseArgs

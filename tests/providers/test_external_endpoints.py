@@ -24,12 +24,11 @@ from unittest.mock import patch
 
 import dill
 import psycopg
-import pytest
 import requests
 from psycopg import sql
 
 from components import grants
-from tests.emqx_double.fixtures import *  # noqa: F403 (the emqx fixture)
+from tests.emqx_double.fixtures import *
 from tests.emqx_double.fixtures import API_KEY, API_SECRET
 from tests.emqx_double.server import EmqxDouble
 from tests.providers._db_helpers import fetch_all, fetch_one

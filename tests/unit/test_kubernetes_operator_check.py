@@ -28,7 +28,7 @@ class FakeApiServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 outer.paths.append(self.path)
                 name = self.path.split("?")[0].removeprefix(PREFIX)
                 if outer.status_override:
