@@ -19,20 +19,25 @@ from __future__ import annotations
 import base64
 import secrets
 import string
+import threading
+from collections.abc import Iterator
 from typing import Any
 from unittest.mock import patch
 
 import dill
 import psycopg
+import pytest
 import requests
 from psycopg import sql
 
 from components import grants
+from components.providers.emqx import EmqxApiError
 from tests.emqx_double.fixtures import *
 from tests.emqx_double.fixtures import API_KEY, API_SECRET
 from tests.emqx_double.server import EmqxDouble
 from tests.providers._db_helpers import fetch_all, fetch_one
 from tests.unit import harness
+from tests.unit.platform_mocks import settle
 from tests.unit.test_config import dev_config
 
 INGEST_URL = "http://127.0.0.1:18000"
@@ -43,9 +48,30 @@ class EngineStandIn:
 
     def __init__(self) -> None:
         self.postgres_providers: dict[str, dict[str, Any]] = {}
+        # Roles are server-wide, unlike the test's database: dropped after each test.
+        self.roles: list[str] = []
         self.created: list[tuple[str, str, Any, str, dict[str, Any]]] = []
+        # One resource operation at a time: the mocks register concurrently, and concurrent GRANTs
+        # on one schema make PostgreSQL answer "tuple concurrently updated" (pulumi-postgresql
+        # takes locks for that); ordering is not what these tests are about.
+        self.lock = threading.Lock()
+        self.failed: Exception | None = None
 
     def new_resource(self, mocks: harness._Mocks, args) -> tuple[str, dict[str, Any]]:
+        with self.lock:
+            # Like `pulumi up` without --continue-on-error, nothing is created after the first
+            # failure, which is kept for the test to read. The program itself runs on with
+            # placeholder outputs: a failed run leaves every dependent output future failed in
+            # the runtime's global state, which the next runs in this process would inherit.
+            if self.failed is not None:
+                return f"{args.name}-not-created", dict(args.inputs)
+            try:
+                return self._create(args)
+            except Exception as error:  # noqa: BLE001 (any provider failure is the result under test)
+                self.failed = error
+                return f"{args.name}-failed", dict(args.inputs)
+
+    def _create(self, args) -> tuple[str, dict[str, Any]]:
         # The engine hands providers plain values; secrecy is kept in the state, not in the call.
         inputs = harness.unwrap_secrets(dict(args.inputs))
         if args.typ.startswith("pulumi-python:dynamic/"):
@@ -71,8 +97,7 @@ class EngineStandIn:
         name = reference.split("::")[-2]
         return self.postgres_providers[name]
 
-    @staticmethod
-    def _apply_sql(type_: str, inputs: dict[str, Any], provider: dict[str, Any]) -> None:
+    def _apply_sql(self, type_: str, inputs: dict[str, Any], provider: dict[str, Any]) -> None:
         dsn = psycopg.conninfo.make_conninfo(
             host=provider["host"], port=provider["port"], dbname=provider["database"],
             user=provider["username"], password=provider["password"], sslmode=provider["sslmode"],
@@ -82,6 +107,7 @@ class EngineStandIn:
             if kind == "Schema":
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(inputs["name"])))
             elif kind == "Role":
+                self.roles.append(inputs["name"])
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
                     sql.Identifier(inputs["name"]), sql.Literal(inputs["password"])))
             elif kind == "DefaultPrivileges":
@@ -109,11 +135,22 @@ def external_config(dsn: str, double: EmqxDouble, api_secret: str = API_SECRET) 
     }
 
 
-def deploy(config: dict[str, Any]) -> tuple[harness.ProgramRun, EngineStandIn]:
-    engine = EngineStandIn()
+@pytest.fixture()
+def engine(timescaledb: str) -> Iterator[EngineStandIn]:
+    """The stand-in; afterwards its roles are dropped (before the test's database is)."""
+    stand_in = EngineStandIn()
+    yield stand_in
+    with psycopg.connect(timescaledb, autocommit=True) as conn:
+        for role in stand_in.roles:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def deploy(engine: EngineStandIn, config: dict[str, Any]) -> harness.ProgramRun:
     with patch.object(harness._Mocks, "new_resource", lambda mocks, args: engine.new_resource(mocks, args)):
         run = harness.run_program(config, stack="external")
-    return run, engine
+        settle()
+    return run
 
 
 def emqx_get(double: EmqxDouble, path: str) -> Any:
@@ -122,9 +159,9 @@ def emqx_get(double: EmqxDouble, path: str) -> Any:
     return answer.json()
 
 
-def test_external_endpoints_tenant_layer_creates_everything_on_the_given_database_and_broker(timescaledb, emqx):
-    run, engine = deploy(external_config(timescaledb, emqx))
-    assert run.error is None, run.error
+def test_external_endpoints_tenant_layer_creates_everything_on_the_given_database_and_broker(timescaledb, emqx, engine):
+    run = deploy(engine, external_config(timescaledb, emqx))
+    assert run.error is None and engine.failed is None, run.error or engine.failed
     created = {(type_.rsplit(":", 1)[1], name) for type_, name, *_ in engine.created}
     assert ("Connector", "emqx-ingest-connector") in created and ("Hypertable", "tenant-hospital-x-hypertable") in created
 
@@ -150,9 +187,9 @@ def test_external_endpoints_tenant_layer_creates_everything_on_the_given_databas
         assert provider.read(id_, outs).id == id_, name
 
 
-def test_external_endpoints_wrong_broker_secret_fails_with_the_resource_and_reason(timescaledb, emqx):
-    run, _ = deploy(external_config(timescaledb, emqx, api_secret="not-the-secret-0000"))
-    assert run.error is not None
-    message = str(run.error)
+def test_external_endpoints_wrong_broker_secret_fails_with_the_resource_and_reason(timescaledb, emqx, engine):
+    deploy(engine, external_config(timescaledb, emqx, api_secret="not-the-secret-0000"))
+    assert isinstance(engine.failed, EmqxApiError), engine.failed
+    message = str(engine.failed)
     assert "EMQX rejected the API key" in message and "401" in message and emqx.url in message
     assert "not-the-secret-0000" not in message
