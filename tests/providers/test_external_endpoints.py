@@ -107,9 +107,9 @@ class EngineStandIn:
             if kind == "Schema":
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(inputs["name"])))
             elif kind == "Role":
-                self.roles.append(inputs["name"])
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
                     sql.Identifier(inputs["name"]), sql.Literal(inputs["password"])))
+                self.roles.append(inputs["name"])
             elif kind == "DefaultPrivileges":
                 conn.execute(grants.to_sql(grants.DefaultPrivilege(
                     owner=inputs["owner"], role=inputs["role"], schema=inputs["schema"],
