@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from components.providers.emqx.delivery import DEFAULT_DELIVERY_WINDOW, parse_window
@@ -96,6 +96,62 @@ def _port(value: int) -> int:
     return value
 
 
+# --- external endpoints (telemetry:timescaledb.external, telemetry:emqx.external) -----------------
+
+HOST_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+CIDR_PATTERN = re.compile(r"^[0-9a-fA-F.:]+/[0-9]{1,3}$")
+URL_PATTERN = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+
+
+def _http_url(value: str) -> str:
+    if not URL_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not an http(s) URL; write e.g. 'https://emqx.example.com:18083'")
+    return value.rstrip("/")
+
+
+def _cidrs(value: list[str]) -> list[str]:
+    bad = [cidr for cidr in value if not CIDR_PATTERN.match(cidr)]
+    if bad:
+        raise ValueError(f"{', '.join(map(repr, bad))}: write address ranges in CIDR form, e.g. '203.0.113.0/24'")
+    return value
+
+
+class ExternalTimescaleDbConfig(_Section):
+    """A managed TimescaleDB the stack does not run: the tenant layer connects as ``adminUser``."""
+
+    host: str
+    port: int = 5432
+    database: str
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "require"
+    admin_user: str
+    # `pulumi config set --secret --path telemetry:timescaledb.external.password ...`
+    password: SecretStr
+
+    _port_range = field_validator("port")(_port)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not HOST_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a host name or address; write e.g. 'db.example.com'")
+        return value
+
+
+class ExternalEmqxConfig(_Section):
+    """An existing EMQX cluster the stack does not run; tenants are managed through its API."""
+
+    api_url: str
+    api_key: SecretStr
+    api_secret: SecretStr
+    # Where that EMQX reaches this stack's ingest service (its connector's URL).
+    ingest_url: str
+    # Where that EMQX's requests come from (kubernetes: the ingest NetworkPolicy admits these).
+    source_ranges: list[str] = Field(default_factory=list)
+
+    _urls = field_validator("api_url", "ingest_url")(_http_url)
+    _source_ranges = field_validator("source_ranges")(_cidrs)
+
+
 def _cpu_limit(value: float | None) -> float | None:
     if value is not None and not 0.01 <= value <= 1024:
         raise ValueError(f"{value} is not a CPU limit; use a number of CPUs such as 0.5 or 2")
@@ -118,6 +174,7 @@ class TimescaleDbConfig(ContainerLimits):
     host_port: int = 15432
     # Docker's default /dev/shm is 64 MiB; parallel queries need more (their shared memory lives there).
     shm_size_mb: int = Field(default=256, ge=64, le=65_536)
+    external: ExternalTimescaleDbConfig | None = None
 
     _image = field_validator("image")(_pinned_image)
     _host_port = field_validator("host_port")(_port)
@@ -136,6 +193,7 @@ class EmqxConfig(ContainerLimits):
     # Extra DNS names or IP addresses devices reach the broker by, added to the generated
     # server certificate (it always covers localhost and 127.0.0.1).
     tls_server_names: list[str] = Field(default_factory=list)
+    external: ExternalEmqxConfig | None = None
 
     _image = field_validator("image")(_pinned_image)
     _ports = field_validator("mqtt_port", "mqtt_tls_port", "dashboard_port")(_port)
@@ -254,7 +312,143 @@ class TenantConfig(_Section):
         return f"tenants/{self.topic_prefix}/#"
 
 
-PLATFORMS = ("docker",)
+# --- the kubernetes platform (telemetry:kubernetes) -------------------------------------------
+
+DNS_LABEL_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+QUANTITY_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+CNPG_RETENTION_PATTERN = re.compile(r"^[1-9][0-9]*[dwm]$")
+REGISTRY_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$")
+
+
+def _quantity(value: str) -> str:
+    if not QUANTITY_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity; write e.g. '20Gi' or '250m'")
+    return value
+
+
+def _dns_label(value: str) -> str:
+    if not DNS_LABEL_PATTERN.match(value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes name; use lowercase letters, digits and '-', at most 63 characters"
+        )
+    return value
+
+
+class KubernetesBackupConfig(_Section):
+    """CloudNativePG's barman-cloud backups to an object store, and a ScheduledBackup."""
+
+    destination_path: str  # e.g. s3://bucket/telemetry
+    endpoint_url: str | None = None
+    # An existing Secret with ACCESS_KEY_ID and ACCESS_SECRET_KEY (never stack config).
+    credentials_secret: str
+    retention_policy: str = "30d"
+    # CloudNativePG's six-field cron (seconds first).
+    schedule: str = "0 0 3 * * *"
+
+    _credentials_secret = field_validator("credentials_secret")(_dns_label)
+
+    @field_validator("retention_policy")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        if not CNPG_RETENTION_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a backup retention; write a number and d, w or m, e.g. '30d'")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        if len(value.split()) != 6:
+            raise ValueError(f"{value!r} is not a six-field cron schedule (seconds first), e.g. '0 0 3 * * *'")
+        return value
+
+
+class KubernetesTimescaleDbConfig(_Section):
+    # A CloudNativePG operand image that ships TimescaleDB (see README, Platforms).
+    image_name: str | None = None
+    instances: int = Field(default=3, ge=1, le=9)
+    storage_class: str | None = None
+    storage_size: str = "20Gi"
+    backup: KubernetesBackupConfig | None = None
+    # How Pulumi reaches the primary: an explicit host (port-forward, VPN) or, when absent, a
+    # LoadBalancer Service open to kubernetes.adminSourceRanges.
+    admin_host: str | None = None
+    admin_port: int = 5432
+
+    _storage_size = field_validator("storage_size")(_quantity)
+    _admin_port = field_validator("admin_port")(_port)
+
+    @field_validator("image_name")
+    @classmethod
+    def _image_name(cls, value: str | None) -> str | None:
+        return None if value is None else _pinned_image(value)
+
+
+class KubernetesEmqxConfig(_Section):
+    core_replicas: int = Field(default=3, ge=1, le=9)
+    replicant_replicas: int = Field(default=2, ge=0, le=64)
+    storage_class: str | None = None
+    storage_size: str = "1Gi"
+    mqtt_service_type: Literal["LoadBalancer", "NodePort", "ClusterIP"] = "LoadBalancer"
+    # How Pulumi reaches the management API: an explicit URL (port-forward, ingress) or, when
+    # absent, a LoadBalancer Service open to kubernetes.adminSourceRanges.
+    api_url: str | None = None
+
+    _storage_size = field_validator("storage_size")(_quantity)
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+
+class KubernetesIngestConfig(_Section):
+    # Exactly one: a pinned image reference, or a registry the stack builds ingest_service/ and pushes to.
+    image: str | None = None
+    registry: str | None = None
+    replicas: int = Field(default=2, ge=2, le=100)
+    max_replicas: int = Field(default=6, ge=2, le=200)
+    target_cpu_utilization: int = Field(default=70, ge=10, le=100)
+    cpu_request: str = "250m"
+    memory_request: str = "256Mi"
+    memory_limit: str = "512Mi"
+
+    _quantities = field_validator("cpu_request", "memory_request", "memory_limit")(_quantity)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return None if value is None else _pinned_image(value)
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str | None) -> str | None:
+        if value is not None and not REGISTRY_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a registry path; write e.g. 'registry.example.com/telemetry'")
+        return value
+
+
+class KubernetesOperatorsConfig(_Section):
+    # false: CloudNativePG and the EMQX Operator must already run (checked on every preview);
+    # true: the stack installs them at the pinned versions.
+    install: bool = False
+
+
+class KubernetesConfig(_Section):
+    namespace: str = "telemetry"
+    # A kubeconfig context; absent = the current context.
+    context: str | None = None
+    operators: KubernetesOperatorsConfig = KubernetesOperatorsConfig()
+    # Who may reach the LoadBalancers the stack opens for Pulumi (database admin, EMQX API).
+    admin_source_ranges: list[str] = Field(default_factory=list)
+    timescaledb: KubernetesTimescaleDbConfig = KubernetesTimescaleDbConfig()
+    emqx: KubernetesEmqxConfig = KubernetesEmqxConfig()
+    ingest: KubernetesIngestConfig = KubernetesIngestConfig()
+
+    _namespace = field_validator("namespace")(_dns_label)
+    _admin_source_ranges = field_validator("admin_source_ranges")(_cidrs)
+
+
+PLATFORMS = ("docker", "kubernetes")
 
 
 class StackConfig(_Section):
@@ -263,6 +457,7 @@ class StackConfig(_Section):
     emqx: EmqxConfig = EmqxConfig()
     ingest: IngestConfig = IngestConfig()
     mqtt_tls: MqttTlsConfig | None = None
+    kubernetes: KubernetesConfig = KubernetesConfig()
     tenants: list[TenantConfig] = Field(default_factory=list)
 
 
@@ -270,6 +465,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "timescaledb": TimescaleDbConfig,
     "emqx": EmqxConfig,
     "ingest": IngestConfig,
+    "kubernetes": KubernetesConfig,
 }
 
 
@@ -398,6 +594,54 @@ def _check_platform(raw_platform: Any, problems: list[str]) -> str:
     return raw_platform
 
 
+def _check_platform_sections(platform: str, has_kubernetes: bool, sections: dict[str, Any], problems: list[str]) -> None:
+    """What each platform needs from the kubernetes and external sections."""
+    kubernetes: KubernetesConfig = sections["kubernetes"]
+    database_external = sections["timescaledb"].external is not None
+    broker_external: ExternalEmqxConfig | None = sections["emqx"].external
+    if platform != "kubernetes":
+        if has_kubernetes:
+            problems.append(
+                f"{NAMESPACE}:kubernetes: set, but {NAMESPACE}:platform is {platform!r}; remove the section "
+                f"(`pulumi config rm {NAMESPACE}:kubernetes`) or set {NAMESPACE}:platform to kubernetes"
+            )
+        return
+    where = f"{NAMESPACE}:kubernetes"
+    ingest = kubernetes.ingest
+    if (ingest.image is None) == (ingest.registry is None):
+        problems.append(
+            f"{where}.ingest: set exactly one of image (a pinned image reference of ingest_service/) "
+            "or registry (the stack builds the image and pushes it there)"
+        )
+    if ingest.max_replicas < ingest.replicas:
+        problems.append(
+            f"{where}.ingest.maxReplicas: {ingest.max_replicas} is below replicas {ingest.replicas}; "
+            "raise maxReplicas or lower replicas"
+        )
+    if not database_external and kubernetes.timescaledb.image_name is None:
+        problems.append(
+            f"{where}.timescaledb.imageName: required key is missing; name a CloudNativePG operand image "
+            f"that ships TimescaleDB (see README, Platforms), or set {NAMESPACE}:timescaledb.external"
+        )
+    needs_load_balancer = [
+        key for key, needed in (
+            ("timescaledb.adminHost", not database_external and kubernetes.timescaledb.admin_host is None),
+            ("emqx.apiUrl", broker_external is None and kubernetes.emqx.api_url is None),
+        ) if needed
+    ]
+    if needs_load_balancer and not kubernetes.admin_source_ranges:
+        problems.append(
+            f"{where}.adminSourceRanges: without {' and '.join(f'{where}.{key}' for key in needs_load_balancer)} "
+            "the stack opens a LoadBalancer for Pulumi; list the address ranges allowed to reach it "
+            "(e.g. ['203.0.113.0/24']) or set those keys to an endpoint you provide (e.g. a port-forward)"
+        )
+    if broker_external is not None and not broker_external.source_ranges:
+        problems.append(
+            f"{NAMESPACE}:emqx.external.sourceRanges: required on the kubernetes platform; list the address "
+            "ranges the external EMQX connects from, which the ingest service's NetworkPolicy admits"
+        )
+
+
 def parse_stack_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> StackConfig:
     """Validate the raw ``telemetry:*`` config values (keys without the namespace).
 
@@ -420,6 +664,7 @@ def parse_stack_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = fro
     mqtt_tls = _check_mqtt_tls(raw.get("mqttTls"), "mqttTls" in secret_keys, problems)
     if all(sections.values()):
         _check_ports(sections["timescaledb"], sections["emqx"], sections["ingest"], problems)
+        _check_platform_sections(platform, "kubernetes" in raw, sections, problems)
     if problems:
         raise ConfigError(problems)
     return StackConfig(platform=platform, tenants=tenants, mqtt_tls=mqtt_tls, **sections)

@@ -13,8 +13,6 @@ from components.containers import SECRET_FILE_MODE, limits, stopping
 from components.credentials import generated_password
 from components.labels import container_labels, volume_labels
 from components.providers.emqx import (
-    DEFAULT_DELIVERY_WINDOW,
-    ActionDelivery,
     EmqxAuthenticator,
     EmqxAuthenticatorArgs,
     EmqxAuthorization,
@@ -57,6 +55,42 @@ STOP_SIGNAL = "SIGTERM"
 STOP_GRACE_SECONDS = 60
 
 
+def stack_broker_objects(
+    parent: pulumi.Resource,
+    resource_name: str,
+    connection: EmqxConnection,
+    ingest_url: pulumi.Input[str],
+    broker: pulumi.Resource | None,
+    ingest: pulumi.Resource,
+) -> tuple[EmqxAuthenticator, EmqxAuthorization, EmqxConnector]:
+    """The stack-wide EMQX objects, as children of ``parent``, on any platform.
+
+    ``broker`` is what must be up before EMQX answers its API (its container, its cluster;
+    None for an external EMQX that is already up); ``ingest`` is what must be up before the
+    connector points at it.
+    """
+    running = [broker] if broker is not None else []
+    after_broker = pulumi.ResourceOptions(parent=parent, depends_on=running)
+    authenticator = EmqxAuthenticator(
+        f"{resource_name}-authenticator", EmqxAuthenticatorArgs(connection=connection), opts=after_broker
+    )
+    # Deny by default: no_match deny, and the shipped `file` source (which ends with
+    # {allow, all}) disabled. The stack owns the whole authorization configuration: any other
+    # source, and any rule in the `all` or `clients` tables, is removed
+    # (components/providers/emqx/authz_config.py). Per-username rules belong to the tenants'
+    # EmqxUserAcl resources; the device list is not given here, so that adding a tenant
+    # changes none of the stack-wide resources.
+    authorization = EmqxAuthorization(
+        f"{resource_name}-authorization", EmqxAuthorizationArgs(connection=connection), opts=after_broker
+    )
+    connector = EmqxConnector(
+        f"{resource_name}-ingest-connector",
+        EmqxConnectorArgs(connection=connection, name="ingest", url=ingest_url),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[*running, ingest]),
+    )
+    return authenticator, authorization, connector
+
+
 @dataclass(frozen=True)
 class EmqxArgs:
     name_prefix: str
@@ -69,8 +103,6 @@ class EmqxArgs:
     # The ingest container: the connector is created once the service is up.
     ingest: pulumi.Resource
     labels: dict[str, str]
-    # telemetry:emqx.deliveryWindow: how long each tenant's action keeps undelivered messages.
-    delivery_window: str = DEFAULT_DELIVERY_WINDOW
 
 
 def _file(path: str, content: pulumi.Input[str], secret: bool) -> docker.ContainerUploadArgs:
@@ -90,7 +122,6 @@ class Emqx(pulumi.ComponentResource):
     authenticator: EmqxAuthenticator
     authorization: EmqxAuthorization
     connector: EmqxConnector
-    action_delivery: ActionDelivery
     api_url: str
     api_key: pulumi.Output[str]
     api_secret: pulumi.Output[str]
@@ -194,24 +225,8 @@ class Emqx(pulumi.ComponentResource):
 
         # Broker objects go through the REST API once the container is healthy.
         self.connection = EmqxConnection(api_url=self.api_url, api_key=api_key.result, api_secret=api_secret.result)
-        after_broker = pulumi.ResourceOptions(parent=self, depends_on=[self.container])
-        self.authenticator = EmqxAuthenticator(
-            f"{resource_name}-authenticator", EmqxAuthenticatorArgs(connection=self.connection), opts=after_broker
+        broker_objects = stack_broker_objects(
+            self, resource_name, self.connection, args.ingest_url, broker=self.container, ingest=args.ingest
         )
-        # Deny by default: no_match deny, and the shipped `file` source (which ends with
-        # {allow, all}) disabled. The stack owns the whole authorization configuration: any other
-        # source, and any rule in the `all` or `clients` tables, is removed
-        # (components/providers/emqx/authz_config.py). Per-username rules belong to the tenants'
-        # EmqxUserAcl resources; the device list is not given here, so that adding a tenant
-        # changes none of the stack-wide resources.
-        self.authorization = EmqxAuthorization(
-            f"{resource_name}-authorization", EmqxAuthorizationArgs(connection=self.connection), opts=after_broker
-        )
-        # Each tenant's action takes its buffer options from this (README "Delivery guarantees").
-        self.action_delivery = ActionDelivery.for_window(args.delivery_window)
-        self.connector = EmqxConnector(
-            f"{resource_name}-ingest-connector",
-            EmqxConnectorArgs(connection=self.connection, name="ingest", url=args.ingest_url),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container, args.ingest]),
-        )
+        self.authenticator, self.authorization, self.connector = broker_objects
         self.register_outputs({"apiUrl": self.api_url, "containerName": self.container.name})

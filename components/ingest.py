@@ -31,6 +31,57 @@ STOP_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
+class IngestDatabaseIdentity:
+    """The service's side of the database, on any platform: its writer role and the tenant registry."""
+
+    password: pulumi.Output[str]
+    role: postgresql.Role
+    registry: TenantRegistry
+    # The writer's read access to the registry: the service may start once these exist.
+    registry_access: list[pulumi.Resource]
+
+
+def ingest_database_identity(
+    parent: pulumi.Resource,
+    resource_name: str,
+    postgres_provider: postgresql.Provider,
+    admin_dsn: pulumi.Input[str],
+    database_name: str,
+    database: pulumi.Resource,
+) -> IngestDatabaseIdentity:
+    """Create the writer role, the registry and the registry grants as children of ``parent``.
+
+    Every platform's ingest component calls this, so the resources keep the names
+    ``<resource_name>-writer-password`` etc. under whichever component runs the service.
+    ``database`` is what must be up before the registry is created.
+    """
+    child = pulumi.ResourceOptions(parent=parent)
+    writer_password = generated_password(f"{resource_name}-writer-password", length=32, opts=child)
+    writer_role = postgresql.Role(
+        f"{resource_name}-writer-role",
+        name=WRITER_ROLE,
+        login=True,
+        password=writer_password.result,
+        opts=pulumi.ResourceOptions(parent=parent, provider=postgres_provider),
+    )
+    # The registry the service reads tenants from, and the writer's read access to it.
+    registry = TenantRegistry(
+        f"{resource_name}-tenant-registry",
+        TenantRegistryArgs(dsn=admin_dsn),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[database]),
+    )
+    registry_access = [
+        getattr(postgresql, grants.pulumi_resource_type(grant))(
+            f"{resource_name}-writer-registry-{'schema' if isinstance(grant, grants.SchemaGrant) else 'table'}",
+            **grants.to_pulumi_args(grant, database=database_name),
+            opts=pulumi.ResourceOptions(parent=parent, provider=postgres_provider, depends_on=[registry]),
+        )
+        for grant in grants.registry_grants(writer_role.name)
+    ]
+    return IngestDatabaseIdentity(writer_password.result, writer_role, registry, registry_access)
+
+
+@dataclass(frozen=True)
 class IngestServiceArgs:
     name_prefix: str
     network_name: pulumi.Input[str]
@@ -58,30 +109,12 @@ class IngestService(pulumi.ComponentResource):
     def __init__(self, resource_name: str, args: IngestServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("telemetry:ingest:IngestService", resource_name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        in_database = pulumi.ResourceOptions(parent=self, provider=args.postgres_provider)
 
-        writer_password = generated_password(f"{resource_name}-writer-password", length=32, opts=child)
-        self.writer_role = postgresql.Role(
-            f"{resource_name}-writer-role",
-            name=WRITER_ROLE,
-            login=True,
-            password=writer_password.result,
-            opts=in_database,
+        identity = ingest_database_identity(
+            self, resource_name, args.postgres_provider, args.admin_dsn, args.database_name, args.database
         )
-        # The registry the service reads tenants from, and the writer's read access to it.
-        self.registry = TenantRegistry(
-            f"{resource_name}-tenant-registry",
-            TenantRegistryArgs(dsn=args.admin_dsn),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.database]),
-        )
-        registry_access = [
-            getattr(postgresql, grants.pulumi_resource_type(grant))(
-                f"{resource_name}-writer-registry-{'schema' if isinstance(grant, grants.SchemaGrant) else 'table'}",
-                **grants.to_pulumi_args(grant, database=args.database_name),
-                opts=pulumi.ResourceOptions(parent=self, provider=args.postgres_provider, depends_on=[self.registry]),
-            )
-            for grant in grants.registry_grants(self.writer_role.name)
-        ]
+        writer_password, self.writer_role, self.registry = identity.password, identity.role, identity.registry
+        registry_access = identity.registry_access
 
         image = docker.Image(
             f"{resource_name}-image",
@@ -96,7 +129,7 @@ class IngestService(pulumi.ComponentResource):
         database_url = pulumi.Output.secret(
             pulumi.Output.format(
                 "postgresql://{0}:{1}@{2}:{3}/{4}",
-                WRITER_ROLE, writer_password.result, args.database_host, args.database_port, args.database_name,
+                WRITER_ROLE, writer_password, args.database_host, args.database_port, args.database_name,
             )
         )
         self.container = docker.Container(
@@ -137,5 +170,5 @@ class IngestService(pulumi.ComponentResource):
         )
         self.internal_url = f"http://{NETWORK_ALIAS}:{CONTAINER_PORT}"
         self.url = f"http://127.0.0.1:{args.config.host_port}"
-        self.writer_password = writer_password.result
+        self.writer_password = writer_password
         self.register_outputs({"url": self.url, "containerName": self.container.name})

@@ -11,6 +11,7 @@ import pulumi
 from components.config import NAMESPACE, ConfigError, StackConfig, parse_stack_config
 from components.platform import PlatformBuild
 from components.platforms.docker import build_docker_platform
+from components.platforms.kubernetes import build_kubernetes_platform
 from components.tenant import Tenant, TenantArgs
 
 
@@ -41,7 +42,10 @@ def read_raw_config() -> tuple[dict[str, Any], frozenset[str]]:
     return raw, frozenset(secret_keys)
 
 
-PLATFORMS: dict[str, Callable[[StackConfig, str, str], PlatformBuild]] = {"docker": build_docker_platform}
+PLATFORMS: dict[str, Callable[[StackConfig, str, str], PlatformBuild]] = {
+    "docker": build_docker_platform,
+    "kubernetes": build_kubernetes_platform,
+}
 
 
 def build_stack(config: StackConfig, project: str, stack: str) -> dict[str, Any]:

@@ -2,10 +2,15 @@
 
 The components keep the resource names they had before platforms existed (`network`,
 `timescaledb`, `ingest`, `emqx`, all at the top of the stack), so stacks deployed then see no
-change from the platform seam.
+change from the platform seam. With `telemetry:timescaledb.external` or `telemetry:emqx.external`
+the endpoint replaces the container (the ingest container still runs here; an external EMQX must
+reach it at `emqx.external.ingestUrl`, e.g. through a tunnel or reverse proxy, since the
+container publishes its port on 127.0.0.1 only).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pulumi
 
@@ -15,84 +20,100 @@ from components.ingest import IngestService, IngestServiceArgs
 from components.labels import stack_labels
 from components.network import Network, NetworkArgs
 from components.platform import PlatformBuild, TenantBroker, TenantDatabase, TenantIngest, TenantPlatform
+from components.platforms.external_broker import ExternalBroker, ExternalBrokerArgs
+from components.platforms.external_database import ExternalDatabase, ExternalDatabaseArgs
+from components.providers.emqx import ActionDelivery
 from components.timescaledb import SUPERUSER, TimescaleDb, TimescaleDbArgs
 
 
 def build_docker_platform(config: StackConfig, project: str, stack: str) -> PlatformBuild:
     name_prefix = f"{project}-{stack}"
     labels = stack_labels(project, stack)
+    external_database, external_broker = config.timescaledb.external, config.emqx.external
+    outputs: dict[str, Any] = {}
 
     network = Network("network", NetworkArgs(name=name_prefix, labels=labels))
-    database = TimescaleDb(
-        "timescaledb",
-        TimescaleDbArgs(
-            name_prefix=name_prefix,
-            network_name=network.name,
-            config=config.timescaledb,
-            tenant_count=len(config.tenants),
-            labels=labels,
-        ),
-    )
+    if external_database is not None:
+        database = ExternalDatabase("timescaledb", ExternalDatabaseArgs(endpoint=external_database))
+        database_host, database_port, database_ready = database.internal_host, database.internal_port, database
+        table_owner = database.table_owner
+        outputs["databaseEndpoint"] = database.admin_endpoint
+    else:
+        database = TimescaleDb(
+            "timescaledb",
+            TimescaleDbArgs(
+                name_prefix=name_prefix,
+                network_name=network.name,
+                config=config.timescaledb,
+                tenant_count=len(config.tenants),
+                labels=labels,
+            ),
+        )
+        database_host, database_port, database_ready = database.internal_host, database.internal_port, database.container
+        table_owner = SUPERUSER
     ingest = IngestService(
         "ingest",
         IngestServiceArgs(
             name_prefix=name_prefix,
             network_name=network.name,
-            database_host=database.internal_host,
-            database_port=database.internal_port,
+            database_host=database_host,
+            database_port=database_port,
             database_name=database.database_name,
             postgres_provider=database.provider,
             admin_dsn=database.admin_dsn,
-            database=database.container,
+            database=database_ready,
             config=config.ingest,
             labels=labels,
         ),
     )
-    emqx = Emqx(
-        "emqx",
-        EmqxArgs(
-            name_prefix=name_prefix,
-            network_name=network.name,
-            config=config.emqx,
-            mqtt_tls=config.mqtt_tls,
-            ingest_url=ingest.internal_url,
-            ingest=ingest.container,
-            labels=labels,
-            delivery_window=config.emqx.delivery_window,
-        ),
-    )
+    if external_broker is not None:
+        broker = ExternalBroker("emqx", ExternalBrokerArgs(endpoint=external_broker, ingest=ingest.container))
+    else:
+        broker = Emqx(
+            "emqx",
+            EmqxArgs(
+                name_prefix=name_prefix,
+                network_name=network.name,
+                config=config.emqx,
+                mqtt_tls=config.mqtt_tls,
+                ingest_url=ingest.internal_url,
+                ingest=ingest.container,
+                labels=labels,
+            ),
+        )
     tenant_platform = TenantPlatform(
         database=TenantDatabase(
             admin_dsn=database.admin_dsn,
             provider=database.provider,
             database_name=database.database_name,
-            table_owner=SUPERUSER,
+            table_owner=table_owner,
         ),
         ingest=TenantIngest(writer_role_name=ingest.writer_role.name, registry=ingest.registry),
         broker=TenantBroker(
-            connection=emqx.connection,
-            connector_name=emqx.connector.name,
-            authenticator=emqx.authenticator,
-            authorization=emqx.authorization,
-            action_delivery=emqx.action_delivery,
+            connection=broker.connection,
+            connector_name=broker.connector.name,
+            authenticator=broker.authenticator,
+            authorization=broker.authorization,
+            action_delivery=ActionDelivery.for_window(config.emqx.delivery_window),
         ),
     )
-    return PlatformBuild(
-        tenant_platform=tenant_platform,
-        outputs={
+    outputs.update({"dashboardUrl": broker.api_url, "ingestUrl": ingest.url})
+    outputs["ingestWriterPassword"] = pulumi.Output.secret(ingest.writer_password)
+    if isinstance(database, TimescaleDb):
+        outputs["databaseEndpoint"] = (
+            f"postgresql://127.0.0.1:{config.timescaledb.host_port}/{database.database_name}"
+        )
+        outputs["databaseSuperuserPassword"] = pulumi.Output.secret(database.superuser_password)
+    if isinstance(broker, Emqx):
+        outputs.update({
             # Absent when the plain listener is off: devices then have only the TLS endpoint.
             **({"mqttEndpoint": f"mqtt://127.0.0.1:{config.emqx.mqtt_port}"} if config.emqx.plain_listener else {}),
             "mqttTlsEndpoint": f"mqtts://127.0.0.1:{config.emqx.mqtt_tls_port}",
             # The CA devices verify the broker's TLS certificate with (public; None for your own
             # certificate without a CA in telemetry:mqttTls).
-            "mqttCaCertificate": emqx.certificate.ca_certificate_pem,
-            "dashboardUrl": emqx.api_url,
-            "ingestUrl": ingest.url,
-            "databaseEndpoint": f"postgresql://127.0.0.1:{config.timescaledb.host_port}/{database.database_name}",
-            "databaseSuperuserPassword": pulumi.Output.secret(database.superuser_password),
-            "ingestWriterPassword": pulumi.Output.secret(ingest.writer_password),
-            "emqxApiKey": pulumi.Output.secret(emqx.api_key),
-            "emqxApiSecret": pulumi.Output.secret(emqx.api_secret),
-            "emqxDashboardPassword": pulumi.Output.secret(emqx.dashboard_password),
-        },
-    )
+            "mqttCaCertificate": broker.certificate.ca_certificate_pem,
+            "emqxApiKey": pulumi.Output.secret(broker.api_key),
+            "emqxApiSecret": pulumi.Output.secret(broker.api_secret),
+            "emqxDashboardPassword": pulumi.Output.secret(broker.dashboard_password),
+        })
+    return PlatformBuild(tenant_platform=tenant_platform, outputs=outputs)

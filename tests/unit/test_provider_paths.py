@@ -36,6 +36,7 @@ RECORDED_PATHS = [
     ("components.providers.registry", "TenantRegistryProvider"),
     ("components.providers.registry", "TenantRegistrationProvider"),
     ("components.providers.extension", "TimescaleExtensionProvider"),
+    ("components.platforms.operator_check", "RequiredOperatorProvider"),
 ]
 
 
