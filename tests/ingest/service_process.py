@@ -24,8 +24,9 @@ def emqx_message(tenant: TenantSpec, **overrides) -> dict:
     now_ms = int(time.time() * 1000)
     message = {
         "id": uuid.uuid4().hex,
+        # EMQX authenticates each device with its client id equal to its username (the device id).
         "clientid": f"{tenant.prefix}-device-1",
-        "username": f"{tenant.prefix}_device",
+        "username": f"{tenant.prefix}-device-1",
         "topic": f"tenants/{tenant.prefix}/device-1/telemetry",
         "payload": '{"temp":21.5}',
         "qos": 1,
