@@ -186,7 +186,7 @@ def test_sigterm_answers_and_commits_the_requests_in_flight(ingest_db: IngestDat
             for sent, message in enumerate(messages, start=1):
                 held.send(message)
                 # Each request is either a worker's batch waiting on the lock or a queued row.
-                assert wait_until(lambda: _waiting_on_lock(ingest_db) + _queue_depth(service) == sent, timeout=10), (
+                assert wait_until(lambda sent=sent: _waiting_on_lock(ingest_db) + _queue_depth(service) == sent, timeout=10), (
                     f"request {sent} did not reach the service"
                 )
             # The other worker's queue gauge may lag by one flush: look again once it has flushed.

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from ingest_service.deadline import ConnectionSlot, call_before
+
 log = logging.getLogger("ingest_service.registry")
 
 CHANNEL = "telemetry_registry"
@@ -87,11 +89,17 @@ class Registry:
 
     async def _load(self) -> None:
         # One kept connection for the queries (the LISTEN connection is busy waiting for notifications).
+        # The query answers within DB_TIMEOUT_SECONDS even when the server is paused: requests wait on it.
+        async def query(slot: ConnectionSlot) -> tuple[psycopg.AsyncConnection, list]:
+            conn = self._query_conn
+            if conn is None or conn.closed:
+                conn = await self._connect()
+            slot.use(conn)
+            return conn, await (await conn.execute(LOAD_SQL)).fetchall()
+
+        loop = asyncio.get_running_loop()
         try:
-            if self._query_conn is None or self._query_conn.closed:
-                self._query_conn = await self._connect()
-            async with asyncio.timeout(self._connect_timeout):
-                rows = await (await self._query_conn.execute(LOAD_SQL)).fetchall()
+            self._query_conn, rows = await call_before(loop.time() + self._connect_timeout, query)
         except (psycopg.Error, OSError, TimeoutError) as exc:
             if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, OSError, TimeoutError)):
                 # Reachable but refusing (privilege, missing table): an operator must act.
@@ -209,10 +217,7 @@ class Registry:
     async def _drop_query_conn(self) -> None:
         conn, self._query_conn = self._query_conn, None
         if conn is not None:
-            try:
-                await conn.close()
-            except Exception:
-                pass
+            await conn.close()  # never raises: it only drops the libpq connection
 
     async def _poll(self) -> None:
         while True:
@@ -240,8 +245,8 @@ class Registry:
                         if notified:
                             await self.reload(fresh=True)
                         else:  # quiet for a while: is the connection still there?
-                            async with asyncio.timeout(self._connect_timeout):
-                                await conn.execute("SELECT 1")
+                            await call_before(asyncio.get_running_loop().time() + self._connect_timeout,
+                                              lambda slot, conn=conn: slot.use(conn).execute("SELECT 1"))
             except asyncio.CancelledError:
                 raise
             except (RegistryUnavailable, psycopg.Error, OSError, TimeoutError) as exc:

@@ -1,13 +1,21 @@
-"""Writing rows: group commit (the service) and one commit per request (the benchmark's baseline).
+"""Group commit: many requests' rows in one statement and one commit.
 
-Group commit: requests append their rows to one bounded in-process queue and
-await a future.  The writer loop (BATCH_WRITERS of them per process) takes
-everything queued, up to BATCH_MAX_ROWS, and writes it as ONE statement: an
-``INSERT ... SELECT FROM unnest(arrays)`` per tenant, joined as data-modifying
-CTEs when the batch holds several tenants, run in autocommit mode, so a batch
-costs one round trip and one commit.  The futures are resolved only after that
-statement (and so its commit) returned.  While one batch commits the next one
-accumulates, so the batch size follows the load.
+Requests hand their rows to one bounded in-process queue with a callback.  The
+writer loop (BATCH_WRITERS of them per process) takes everything queued, up to
+BATCH_MAX_ROWS, and writes it as ONE statement (``statements.py``) in
+autocommit mode, so a batch costs one round trip and one commit.  The callbacks
+run only after that statement (and so its commit) returned.  While one batch
+commits the next one accumulates, so the batch size follows the load.
+
+Every request is answered within DB_TIMEOUT_SECONDS of its arrival: a batch
+must commit by its oldest request's deadline, and a database call that does not
+return in time is abandoned (``deadline.py``) instead of cancelled.
+
+A batch that fails for a reason other than an outage does not fail its
+requests together: it is handed to a background task that narrows it down
+(per tenant, then per request, then per row for values the database refuses),
+while the writer loop goes on with the queue.  So one tenant's stuck table or
+expensive request does not turn other tenants' requests into 503s.
 
 Inserts are idempotent (``ON CONFLICT DO NOTHING`` on the (msg_id, time)
 unique index), which makes retrying a batch whose outcome is unknown safe.
@@ -19,15 +27,17 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import psycopg
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ingest_service import metrics
+from ingest_service.deadline import ConnectionSlot, DeadlineExceeded, call_before
 from ingest_service.messages import RequestError, Row, json_string
 from ingest_service.registry import TCP_KEEPALIVES
+from ingest_service.statements import MAX_TENANTS_PER_STATEMENT, StatementCache
 
 if TYPE_CHECKING:
     from ingest_service.registry import Tenant
@@ -42,6 +52,18 @@ RETRY_PAUSE_SECONDS = 0.05
 # already read from the sockets join it: measured, batches grow from ~15 to ~25 rows and the
 # throughput by ~15% at no latency cost (a timed wait, BATCH_MAX_WAIT_MS, costs latency).
 GATHER_LOOP_TURNS = 4
+# Narrowing down failed batches: statements at once per process (each needs a connection), and
+# failed batches being narrowed down at once; beyond that a failed batch answers 503 as a whole.
+ISOLATION_CONNECTIONS = 4
+MAX_ISOLATIONS = 16
+# Statements spent finding the rows of one request that the database refuses; past that, the
+# rows still refused are stored as JSON strings together (nothing is dropped either way).
+ROW_SPLIT_STATEMENTS = 32
+# The server checks this often whether the client of a running statement is still there, so an
+# abandoned statement (a lock wait, a huge insert) is rolled back within a second (PostgreSQL 14+).
+CLIENT_CONNECTION_CHECK_MS = 1000
+
+Done = Callable[[BaseException | None], None]
 
 
 class DatabaseUnavailable(Exception):
@@ -69,76 +91,52 @@ def _rejects_value(exc: BaseException) -> bool:
     )
 
 
-# Epoch milliseconds become timestamptz on the server, exactly (interval arithmetic is integral).
-# ON CONFLICT without a target: the writer role has INSERT only, and (msg_id, time) is the only
-# unique index, so this skips exactly the duplicate deliveries.
-_INSERT = sql.SQL(
-    "INSERT INTO {table} (time, device_id, topic, payload, msg_id) "
-    "SELECT timestamptz 'epoch' + t * interval '1 millisecond', d, tp, p::jsonb, m "
-    # Binary parameters (%b): psycopg dumps the arrays about three times faster than as text.
-    "FROM unnest(%b::int8[], %b::text[], %b::text[], %b::text[], %b::text[]) AS u(t, d, tp, p, m) "
-    "ON CONFLICT DO NOTHING"
-)
-# A batch for several tenants is still one statement (data-modifying CTEs), so that in autocommit
-# mode it costs one round trip and one commit; beyond this many tenants it is split, in a transaction.
-MAX_TENANTS_PER_STATEMENT = 8
+STALLED, UNAVAILABLE, REJECTED, UNWRITABLE = "stalled", "unavailable", "rejected", "unwritable"
 
 
-def _insert_sql(schema_names: tuple[str, ...]) -> bytes:
-    inserts = [_INSERT.format(table=sql.Identifier(name, "telemetry")) for name in schema_names]
-    if len(inserts) == 1:
-        statement = inserts[0]
-    else:
-        ctes = sql.SQL(", ").join(
-            sql.SQL("{} AS ({})").format(sql.Identifier(f"insert_{i}"), insert) for i, insert in enumerate(inserts[:-1])
-        )
-        statement = sql.SQL("WITH {} {}").format(ctes, inserts[-1])
-    return statement.as_string(None).encode()
+def _failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, DeadlineExceeded):
+        return STALLED  # the database is slow for this batch: perhaps only for one of its parts
+    if _transient(exc):
+        return UNAVAILABLE
+    if _rejects_value(exc):
+        return REJECTED
+    return UNWRITABLE  # a missing table or privilege: an operator must act
 
 
-def make_pool(database_url: str, size: int, timeout: float) -> AsyncConnectionPool:
+async def _check_vanished_clients(conn: psycopg.AsyncConnection) -> None:
+    try:
+        await conn.execute(f"SET client_connection_check_interval = {CLIENT_CONNECTION_CHECK_MS}")
+    except psycopg.Error:  # PostgreSQL 13 or older: abandoned statements then run to their end
+        pass
+
+
+def make_pool(database_url: str, size: int, timeout: float, spare: int = 0) -> AsyncConnectionPool:
     return AsyncConnectionPool(
         database_url,
         min_size=size,
-        max_size=size,
+        max_size=size + spare,
         timeout=timeout,
         # Give up a background reconnection soon: the next request then reconnects at once,
         # instead of waiting out an exponential backoff after the database came back.
         reconnect_timeout=max(2.0, min(timeout, 10.0)),
         kwargs={"connect_timeout": max(1, int(timeout)), "application_name": "telemetry-ingest", "autocommit": True,
                 **TCP_KEEPALIVES},
+        configure=_check_vanished_clients,
         open=False,
         name="ingest",
     )
 
 
 class Pending:
-    __slots__ = ("future", "rows", "size", "tenant")
+    __slots__ = ("deadline", "done", "rows", "size", "tenant")
 
-    def __init__(self, tenant: Tenant, rows: list[Row], future: asyncio.Future, size: int = 0) -> None:
+    def __init__(self, tenant: Tenant, rows: list[Row], done: Done | None, size: int, deadline: float) -> None:
         self.tenant = tenant
         self.rows = rows
-        self.future = future
+        self.done = done
         self.size = size  # the request body's bytes: what the queued rows hold in memory, roughly
-
-
-class _Sql:
-    """Statement text per set of tenant schemas, built once."""
-
-    # A batch holds any subset of up to MAX_TENANTS_PER_STATEMENT tenants: with many tenants the
-    # number of subsets is astronomical, so the cache is bounded (it is rebuilt in microseconds).
-    MAX_ENTRIES = 1024
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, ...], bytes] = {}
-
-    def insert(self, schema_names: tuple[str, ...]) -> bytes:
-        query = self._cache.get(schema_names)
-        if query is None:
-            if len(self._cache) >= self.MAX_ENTRIES:
-                self._cache.clear()
-            query = self._cache[schema_names] = _insert_sql(schema_names)
-        return query
+        self.deadline = deadline  # loop time by which the request must be answered
 
 
 class BatchWriter:
@@ -151,37 +149,39 @@ class BatchWriter:
         # Rows alone do not bound memory: 20,000 rows of 1 MiB payloads would be 20 GiB.
         self._queue_max_bytes = queue_max_bytes
         self._queued_bytes = 0
-        self._committing_bytes = 0  # taken from the queue, still in memory until their batch is done
-        self._committing = 0  # batches being written
+        self._committing_bytes = 0  # taken from the queue, still in memory until their batch is settled
+        self._committing = 0  # batches being written by the loops
         self._writers = writers
         self._timeout = timeout
         self._pending: collections.deque[Pending] = collections.deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._sql = _Sql()
+        self._isolations: set[asyncio.Task] = set()
+        self._isolation_slots = asyncio.Semaphore(ISOLATION_CONNECTIONS)
+        self._sql = StatementCache()
+        self._loop = asyncio.get_running_loop()
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run()) for _ in range(self._writers)]
 
     async def stop(self) -> None:
-        # uvicorn has answered every request before it runs the lifespan shutdown, so normally
+        # The server has answered (or given up on) every request before this runs, so normally
         # nothing is left; otherwise let queued and committing batches finish before cancelling.
         deadline = time.monotonic() + self._timeout
-        while (self._pending or self._committing) and time.monotonic() < deadline:
+        while (self._pending or self._committing or self._isolations) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        for task in self._tasks:
+        for task in [*self._tasks, *self._isolations]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for item in self._pending:
-            if not item.future.done():
-                item.future.set_exception(DatabaseUnavailable("service is shutting down"))
+        await asyncio.gather(*self._tasks, *self._isolations, return_exceptions=True)
+        _fail(list(self._pending), DatabaseUnavailable("service is shutting down"))
 
     @property
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    async def write(self, tenant: Tenant, rows: list[Row], size: int = 0) -> None:
+    def submit(self, tenant: Tenant, rows: list[Row], size: int, done: Done) -> None:
+        """Queue the rows; ``done(None)`` once committed, ``done(exc)`` otherwise. Raises when refused at once."""
         count = len(rows)
         if count > self._queue_max:
             raise RequestError(413, "payload_too_large", f"{count} messages is more than QUEUE_MAX_ROWS={self._queue_max}")
@@ -191,12 +191,23 @@ class BatchWriter:
         held = self._queued_bytes + self._committing_bytes
         if held and held + size > self._queue_max_bytes:
             raise QueueFull(f"{held} bytes are waiting (QUEUE_MAX_BYTES={self._queue_max_bytes})")
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append(Pending(tenant, rows, future, size))
+        self._pending.append(Pending(tenant, rows, done, size, self._loop.time() + self._timeout))
         self._queued_rows += count
         self._queued_bytes += size
         self._wakeup.set()
+
+    async def write(self, tenant: Tenant, rows: list[Row], size: int = 0) -> None:
+        """``submit`` for a caller that awaits the outcome."""
+        future = self._loop.create_future()
+
+        def done(exc: BaseException | None) -> None:
+            if not future.done():
+                future.set_result(None) if exc is None else future.set_exception(exc)
+
+        self.submit(tenant, rows, size, done)
         await future
+
+    # -- the writer loop ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
         pending = self._pending
@@ -223,8 +234,9 @@ class BatchWriter:
             self._queued_bytes -= size
             self._committing_bytes += size
             self._committing += 1
+            handed_off = False
             try:
-                await self._commit_batch(batch, taken)
+                handed_off = await self._commit_batch(batch, taken, size)
             except asyncio.CancelledError:
                 _fail(batch, DatabaseUnavailable("service is shutting down"))
                 raise
@@ -232,15 +244,25 @@ class BatchWriter:
                 log.exception("batch failed unexpectedly")
                 _fail(batch, DatabaseUnavailable(f"unexpected error: {type(exc).__name__}"))
             finally:
-                self._committing_bytes -= size
+                if not handed_off:
+                    self._committing_bytes -= size
                 self._committing -= 1
 
-    async def _commit_batch(self, batch: list[Pending], taken: int) -> None:
+    async def _commit_batch(self, batch: list[Pending], taken: int, size: int) -> bool:
+        """Write one batch; True when it failed and was handed to a background isolation."""
+        now = self._loop.time()
         started = time.monotonic()
+        deadline = batch[0].deadline  # the queue is in arrival order: the oldest request's
+        if deadline <= now:
+            _fail(batch, DatabaseUnavailable("requests waited DB_TIMEOUT_SECONDS in the queue"))
+            return False
+        # Keep half the time for narrowing the batch down should it stall on one of its parts.
+        until = deadline if len(batch) == 1 else now + (deadline - now) / 2
         try:
-            await self._write_with_retry(batch, started + self._timeout)
-        except Exception as exc:
-            if _transient(exc):
+            await self._write_with_retry(batch, until)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified (_failure_kind) and answered
+            kind = _failure_kind(exc)
+            if kind == UNAVAILABLE:
                 metrics.DB_ERRORS.labels("unavailable").inc()
                 unavailable = DatabaseUnavailable(_describe(exc))
                 # What is queued now would meet the same outage, one DB_TIMEOUT_SECONDS per batch:
@@ -250,34 +272,45 @@ class BatchWriter:
                             extra={"fields": {"requests": len(batch) + len(queued), "error": _describe(exc)}})
                 _fail(batch, unavailable)
                 _fail(queued, unavailable)
-            else:
-                await self._isolate(batch, exc)
-            return
+                return False
+            if len(self._isolations) >= MAX_ISOLATIONS:
+                _fail(batch, DatabaseUnavailable(f"{_describe(exc)}; too many failed batches to narrow down"))
+                return False
+            task = asyncio.create_task(self._isolate(batch, exc, deadline, size))
+            self._isolations.add(task)
+            task.add_done_callback(self._isolations.discard)
+            return True
         metrics.COMMIT_SECONDS.observe(time.monotonic() - started)
         metrics.BATCH_ROWS.observe(taken)
-        _count_rows(batch)
-        for item in batch:
-            if not item.future.done():
-                item.future.set_result(None)
+        _succeed(batch)
+        return False
 
-    async def _write_with_retry(self, batch: list[Pending], deadline: float, as_strings: bool = False) -> None:
-        """Write and commit; after a transient error retry (idempotent) until the deadline."""
+    def _drain(self) -> list[Pending]:
+        queued = list(self._pending)
+        self._pending.clear()
+        self._queued_rows = 0
+        self._queued_bytes = 0
+        return queued
+
+    # -- database calls -----------------------------------------------------------------------------
+
+    async def _write_with_retry(self, items: list[Pending], until: float, as_strings: bool = False) -> None:
+        """Write and commit by ``until``; after a transient error retry (idempotent) while there is time."""
+        statements = self._statements(items, as_strings)
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("database did not answer within DB_TIMEOUT_SECONDS")
             try:
-                async with asyncio.timeout(remaining):
-                    await self._write(batch, remaining, as_strings)
+                await call_before(until, lambda slot: self._execute(statements, slot, until))
                 return
+            except DeadlineExceeded:
+                raise
             except Exception as exc:
-                if not _transient(exc) or deadline - time.monotonic() <= RETRY_PAUSE_SECONDS:
+                if not _transient(exc) or until - self._loop.time() <= RETRY_PAUSE_SECONDS:
                     raise
             await asyncio.sleep(RETRY_PAUSE_SECONDS)
 
-    async def _write(self, batch: list[Pending], timeout: float, as_strings: bool) -> None:
+    def _statements(self, items: list[Pending], as_strings: bool) -> list[tuple[bytes, list]]:
         groups: dict[str, tuple[list, list, list, list, list]] = {}
-        for item in batch:
+        for item in items:
             columns = groups.get(item.tenant.schema_name)
             if columns is None:
                 columns = groups[item.tenant.schema_name] = ([], [], [], [], [])
@@ -294,7 +327,11 @@ class BatchWriter:
             chunk = tuple(schema_names[start:start + MAX_TENANTS_PER_STATEMENT])
             params = [value for name in chunk for value in groups[name]]
             statements.append((self._sql.insert(chunk), params))
-        async with self._pool.connection(timeout=timeout) as conn:
+        return statements
+
+    async def _execute(self, statements: list[tuple[bytes, list]], slot: ConnectionSlot, until: float) -> None:
+        async with self._pool.connection(timeout=max(0.001, until - self._loop.time())) as conn:
+            slot.connection = conn
             if len(statements) == 1:
                 await conn.execute(*statements[0])  # autocommit: one round trip, one commit
             else:
@@ -302,104 +339,95 @@ class BatchWriter:
                     for statement in statements:
                         await conn.execute(*statement)
 
-    def _drain(self) -> list[Pending]:
-        queued = list(self._pending)
-        self._pending.clear()
-        self._queued_rows = 0
-        self._queued_bytes = 0
-        return queued
+    # -- narrowing a failed batch down --------------------------------------------------------------
 
-    async def _isolate(self, batch: list[Pending], exc: BaseException) -> None:
-        """A batch was refused, not for an outage: narrow it down so that only the cause fails.
+    async def _isolate(self, batch: list[Pending], exc: BaseException, deadline: float, size: int) -> None:
+        try:
+            await self._settle(batch, exc, deadline)
+        except Exception as unexpected:
+            log.exception("narrowing a failed batch down failed unexpectedly")
+            _fail(batch, DatabaseUnavailable(f"unexpected error: {type(unexpected).__name__}"))
+        finally:
+            self._committing_bytes -= size
 
-        First per tenant (a tenant whose table is missing or not granted must not stop the
-        others), then, for a value the database refused, per request.
-        """
+    async def _settle(self, items: list[Pending], exc: BaseException, deadline: float) -> None:
+        """``items`` failed together with ``exc``: commit what can be, answer each item once."""
+        kind = _failure_kind(exc)
+        if kind == UNAVAILABLE or self._loop.time() >= deadline:
+            _fail(items, DatabaseUnavailable(_describe(exc)))
+            return
         tenants: dict[str, list[Pending]] = {}
-        for item in batch:
+        for item in items:
             tenants.setdefault(item.tenant.schema_name, []).append(item)
         if len(tenants) > 1:
-            for group in tenants.values():
-                await self._commit_batch(group, sum(len(item.rows) for item in group))
-            return
-        if len(batch) > 1 and _rejects_value(exc):
-            for item in batch:
-                await self._commit_batch([item], len(item.rows))
-            return
-        item = batch[0]
-        deadline = time.monotonic() + self._timeout
-        if _rejects_value(exc) and len(batch) == 1:
-            # The database refused a payload as JSON: keep it verbatim, as a JSON string.
-            try:
-                await self._write_with_retry(batch, deadline, as_strings=True)
-            except Exception as retry_exc:
-                exc = retry_exc
-            else:
-                _count_rows(batch)
-                if not item.future.done():
-                    item.future.set_result(None)
-                return
-        if _rejects_value(exc) and len(batch) == 1:
-            log.warning("database rejected a request's values",
-                        extra={"fields": {"tenant": item.tenant.slug, "sqlstate": getattr(exc, "sqlstate", None)}})
-            _fail(batch, RequestError(400, "bad_request", f"the database rejected a value: {_describe(exc)}"))
-        elif _transient(exc):
-            _fail(batch, DatabaseUnavailable(_describe(exc)))
-        else:
-            # Missing table or privilege: an operator must act; 503 keeps EMQX retrying meanwhile.
+            parts = list(tenants.values())
+        elif kind == UNWRITABLE:
+            tenant = items[0].tenant
             metrics.DB_ERRORS.labels("rejected").inc()
             log.error("database refused the write for this tenant",
-                      extra={"fields": {"tenant": item.tenant.slug, "schema": item.tenant.schema_name,
+                      extra={"fields": {"tenant": tenant.slug, "schema": tenant.schema_name,
                                         "sqlstate": getattr(exc, "sqlstate", None), "error": _describe(exc)}})
-            _fail(batch, DatabaseUnavailable(f"the tenant's table is not writable: {_describe(exc)}"))
+            # An operator must act; 503 keeps EMQX retrying meanwhile.
+            _fail(items, DatabaseUnavailable(f"the tenant's table is not writable: {_describe(exc)}"))
+            return
+        elif len(items) > 1:
+            parts = [[item] for item in items]
+        elif kind == REJECTED:
+            await self._store_rows_apart(items[0], deadline)
+            return
+        else:
+            metrics.DB_ERRORS.labels("stalled").inc()
+            log.warning("a request did not commit within DB_TIMEOUT_SECONDS; answered 503",
+                        extra={"fields": {"tenant": items[0].tenant.slug, "rows": len(items[0].rows)}})
+            _fail(items, DatabaseUnavailable(_describe(exc)))
+            return
+        await asyncio.gather(*(self._try_part(part, deadline) for part in parts))
 
-
-class NaiveWriter:
-    """The textbook handler, kept as the benchmark's baseline (not for production):
-    each request takes a pooled connection and runs BEGIN, INSERT ... VALUES per row, COMMIT."""
-
-    queued_rows = 0
-
-    def __init__(self, pool: AsyncConnectionPool, timeout: float) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._sql: dict[str, bytes] = {}
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    def _insert(self, schema_name: str) -> bytes:
-        query = self._sql.get(schema_name)
-        if query is None:
-            query = self._sql[schema_name] = (
-                sql.SQL(
-                    "INSERT INTO {} (time, device_id, topic, payload, msg_id) "
-                    "VALUES (timestamptz 'epoch' + %s * interval '1 millisecond', %s, %s, %s::jsonb, %s) "
-                    "ON CONFLICT DO NOTHING"
-                ).format(sql.Identifier(schema_name, "telemetry")).as_string(None).encode()
-            )
-        return query
-
-    async def write(self, tenant: Tenant, rows: list[Row], size: int = 0) -> None:
-        started = time.monotonic()
-        query = self._insert(tenant.schema_name)
+    async def _try_part(self, items: list[Pending], deadline: float) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._pool.connection(timeout=self._timeout) as conn, conn.transaction():
-                    for row in rows:
-                        await conn.execute(query, row)
-        except Exception as exc:
-            if _transient(exc):
-                raise DatabaseUnavailable(_describe(exc)) from None
-            if _rejects_value(exc):
-                raise RequestError(400, "bad_request", f"the database rejected a value: {_describe(exc)}") from None
-            raise DatabaseUnavailable(f"the tenant's table is not writable: {_describe(exc)}") from None
-        metrics.COMMIT_SECONDS.observe(time.monotonic() - started)
-        metrics.BATCH_ROWS.observe(len(rows))
-        metrics.count_rows(tenant.slug, len(rows))
+            async with self._isolation_slots:
+                now = self._loop.time()
+                until = deadline if len(items) == 1 else now + (deadline - now) / 2
+                await self._write_with_retry(items, until)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified (_failure_kind) and answered
+            await self._settle(items, exc, deadline)
+        else:
+            _succeed(items)
+
+    async def _store_rows_apart(self, item: Pending, deadline: float) -> None:
+        """The database refused a value of this request: store each row as JSON where it can be,
+        and only the refused ones as JSON strings (the payload verbatim: nothing is dropped)."""
+        work = [item.rows]
+        statements = 0
+        while work:
+            rows = work.pop()
+            part = [Pending(item.tenant, rows, None, 0, deadline)]
+            try:
+                async with self._isolation_slots:
+                    statements += 1
+                    await self._write_with_retry(part, deadline)
+                continue
+            except Exception as exc:  # noqa: BLE001 - every failure is classified (_failure_kind) and answered
+                if _failure_kind(exc) != REJECTED:
+                    _fail([item], DatabaseUnavailable(_describe(exc)))
+                    return
+            if len(rows) > 1 and statements < ROW_SPLIT_STATEMENTS:
+                half = len(rows) // 2
+                work += [rows[half:], rows[:half]]
+                continue
+            try:
+                async with self._isolation_slots:
+                    statements += 1
+                    await self._write_with_retry(part, deadline, as_strings=True)
+            except Exception as exc:  # noqa: BLE001 - every failure is classified (_failure_kind) and answered
+                if _failure_kind(exc) == REJECTED:
+                    log.warning("database rejected a request's values",
+                                extra={"fields": {"tenant": item.tenant.slug, "sqlstate": getattr(exc, "sqlstate", None)}})
+                    _fail([item], RequestError(400, "bad_request", f"the database rejected a value: {_describe(exc)}"))
+                else:
+                    _fail([item], DatabaseUnavailable(_describe(exc)))
+                return
+        _succeed([item])
 
 
 def _describe(exc: BaseException) -> str:
@@ -414,15 +442,19 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__ + (f": {text.splitlines()[0]}" if text else "")
 
 
-def _fail(batch: list[Pending], exc: Exception) -> None:
-    for item in batch:
-        if not item.future.done():
-            item.future.set_exception(exc)
+def _fail(items: list[Pending], exc: Exception) -> None:
+    for item in items:
+        done, item.done = item.done, None
+        if done is not None:
+            done(exc)
 
 
-def _count_rows(batch: list[Pending]) -> None:
+def _succeed(items: list[Pending]) -> None:
     per_tenant: dict[str, int] = {}
-    for item in batch:
-        per_tenant[item.tenant.slug] = per_tenant.get(item.tenant.slug, 0) + len(item.rows)
+    for item in items:
+        done, item.done = item.done, None
+        if done is not None:
+            per_tenant[item.tenant.slug] = per_tenant.get(item.tenant.slug, 0) + len(item.rows)
+            done(None)
     for slug, rows in per_tenant.items():
         metrics.count_rows(slug, rows)

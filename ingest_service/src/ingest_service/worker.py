@@ -1,0 +1,97 @@
+"""One worker process: its event loop, the app, and the connections the supervisor hands it.
+
+Started by the supervisor as ``python -m ingest_service.worker <fd>``, where
+``fd`` is its end of a Unix socket pair: the worker says ``R`` on it once it can
+take requests, and receives each accepted client connection on it as a file
+descriptor.  SIGTERM (or SIGINT) stops it gracefully: no new connections, every
+request received is answered, then the writer and the pool close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+
+import uvloop
+
+from ingest_service.app import IngestApp
+from ingest_service.config import ConfigError, Settings, load_settings
+from ingest_service.logs import configure_logging
+from ingest_service.server import HttpServer, Limits
+
+log = logging.getLogger("ingest_service.worker")
+
+READY = b"R"
+# Connections the worker takes from one read of its channel.
+MAX_FDS_PER_READ = 64
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_inflight=settings.max_inflight_per_connection,
+        read_timeout=settings.read_timeout_seconds,
+        idle_timeout=settings.idle_timeout_seconds,
+    )
+
+
+async def serve(settings: Settings, channel: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(stop_signal, stop.set)
+    app = IngestApp(settings)
+    await app.startup()
+    server = HttpServer(app.handle, limits(settings))
+    accepting: set[asyncio.Task] = set()
+
+    def receive_connections() -> None:
+        while True:
+            try:
+                message, fds, _, _ = socket.recv_fds(channel, MAX_FDS_PER_READ, MAX_FDS_PER_READ)
+            except BlockingIOError:
+                return
+            except OSError:
+                message, fds = b"", []
+            if not message and not fds:  # the supervisor is gone: stop too
+                loop.remove_reader(channel.fileno())
+                stop.set()
+                return
+            for fd in fds:
+                task = loop.create_task(server.accept(socket.socket(fileno=fd)))
+                accepting.add(task)
+                task.add_done_callback(accepting.discard)
+
+    channel.setblocking(False)
+    loop.add_reader(channel.fileno(), receive_connections)
+    channel.send(READY)
+    await stop.wait()
+    loop.remove_reader(channel.fileno())
+    # Every request is answered within DB_TIMEOUT_SECONDS of its arrival: wait that long, and a little.
+    await server.shut_down(grace=settings.db_timeout_seconds + 2.0)
+    await app.shutdown()
+    log.info("worker stopped")
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"ingest_service: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    channel = socket.socket(fileno=int(sys.argv[1]))
+    try:
+        uvloop.run(serve(settings, channel))
+    except Exception:
+        log.exception("worker failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
