@@ -64,6 +64,7 @@ class ServiceProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    module: str = "ingest_service"  # what ``python -m`` runs (the benchmark's empty handler is another)
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -79,7 +80,7 @@ class ServiceProcess:
         handle, name = tempfile.mkstemp(prefix="ingest-service-", suffix=".log")
         self.log_path = Path(name)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ingest_service"], env=env, stdout=handle, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", self.module], env=env, stdout=handle, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         os.close(handle)

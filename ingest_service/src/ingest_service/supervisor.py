@@ -56,8 +56,9 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, listener: socket.socket) -> None:
+    def __init__(self, settings: Settings, listener: socket.socket, worker_module: str = "ingest_service.worker") -> None:
         self.settings = settings
+        self.worker_module = worker_module  # run as ``python -m <worker_module> <fd>``
         self.listener = listener
         self.selector = selectors.DefaultSelector()
         self.workers: dict[int, Worker] = {}
@@ -108,7 +109,7 @@ class Supervisor:
     def _start(self, index: int) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            process = subprocess.Popen([sys.executable, "-m", "ingest_service.worker", str(theirs.fileno())],
+            process = subprocess.Popen([sys.executable, "-m", self.worker_module, str(theirs.fileno())],
                                        pass_fds=[theirs.fileno()])
         finally:
             theirs.close()

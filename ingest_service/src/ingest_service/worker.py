@@ -14,13 +14,14 @@ import logging
 import signal
 import socket
 import sys
+from typing import Protocol
 
 import uvloop
 
 from ingest_service.app import IngestApp
 from ingest_service.config import ConfigError, Settings, load_settings
 from ingest_service.logs import configure_logging
-from ingest_service.server import HttpServer, Limits
+from ingest_service.server import HttpServer, Limits, Request, Slot
 
 log = logging.getLogger("ingest_service.worker")
 
@@ -39,12 +40,17 @@ def limits(settings: Settings) -> Limits:
     )
 
 
-async def serve(settings: Settings, channel: socket.socket) -> None:
+class App(Protocol):
+    async def startup(self) -> None: ...
+    async def shutdown(self) -> None: ...
+    def handle(self, request: Request, slot: Slot) -> None: ...
+
+
+async def serve(settings: Settings, channel: socket.socket, app: App) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(stop_signal, stop.set)
-    app = IngestApp(settings)
     await app.startup()
     server = HttpServer(app.handle, limits(settings))
     accepting: set[asyncio.Task] = set()
@@ -86,7 +92,7 @@ def main() -> int:
     configure_logging(settings.log_level)
     channel = socket.socket(fileno=int(sys.argv[1]))
     try:
-        uvloop.run(serve(settings, channel))
+        uvloop.run(serve(settings, channel, IngestApp(settings)))
     except Exception:
         log.exception("worker failed")
         return 1
