@@ -12,7 +12,6 @@ import logging
 import sys
 
 import uvloop
-
 from ingest_service.config import load_settings
 from ingest_service.logs import configure_logging
 from ingest_service.server import Request, Slot, build_response
