@@ -16,12 +16,13 @@ import psycopg
 
 from ingest_service import metrics
 from ingest_service.config import Settings
+from ingest_service.database import DatabaseUnavailable, make_pool
 from ingest_service.deadline import call_before
 from ingest_service.messages import RequestError, TimeWindow, parse_rows
 from ingest_service.naive import NaiveWriter
 from ingest_service.registry import Registry, RegistryUnavailable, Tenant
 from ingest_service.server import Request, Slot, build_response, error_body
-from ingest_service.writer import ISOLATION_CONNECTIONS, BatchWriter, DatabaseUnavailable, QueueFull, make_pool
+from ingest_service.writer import SPARE_CONNECTIONS, BatchWriter, QueueFull
 
 log = logging.getLogger("ingest_service")
 
@@ -62,8 +63,8 @@ class IngestApp:
     async def startup(self) -> None:
         s = self.settings
         if s.ingest_mode == "batched":
-            # Spare connections: failed batches are narrowed down beside the writer loops.
-            self.pool = make_pool(s.database_url, s.batch_writers, s.db_timeout_seconds, spare=ISOLATION_CONNECTIONS)
+            # Spare connections: stalled and failed batches are settled beside the writer loops.
+            self.pool = make_pool(s.database_url, s.batch_writers, s.db_timeout_seconds, spare=SPARE_CONNECTIONS)
         else:
             self.pool = make_pool(s.database_url, s.db_pool_size, s.db_timeout_seconds)
         # Do not wait for the database: the service starts (and answers 503) while it is down.

@@ -11,8 +11,8 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from ingest_service import metrics
+from ingest_service.database import DatabaseUnavailable, Done, describe, rejects_value, transient
 from ingest_service.messages import RequestError, Row
-from ingest_service.writer import DatabaseUnavailable, Done, _describe, _rejects_value, _transient
 
 if TYPE_CHECKING:
     from ingest_service.registry import Tenant
@@ -59,12 +59,12 @@ class NaiveWriter:
                     for row in rows:
                         await conn.execute(query, row)
         except Exception as exc:  # noqa: BLE001 - every failure becomes the request's answer
-            if _transient(exc):
-                done(DatabaseUnavailable(_describe(exc)))
-            elif _rejects_value(exc):
-                done(RequestError(400, "bad_request", f"the database rejected a value: {_describe(exc)}"))
+            if transient(exc):
+                done(DatabaseUnavailable(describe(exc)))
+            elif rejects_value(exc):
+                done(RequestError(400, "bad_request", f"the database rejected a value: {describe(exc)}"))
             else:
-                done(DatabaseUnavailable(f"the tenant's table is not writable: {_describe(exc)}"))
+                done(DatabaseUnavailable(f"the tenant's table is not writable: {describe(exc)}"))
             return
         metrics.COMMIT_SECONDS.observe(time.monotonic() - started)
         metrics.BATCH_ROWS.observe(len(rows))
