@@ -130,7 +130,7 @@ class IngestApp:
         async def check(connection_slot) -> None:
             conn = await psycopg.AsyncConnection.connect(
                 self.settings.database_url, connect_timeout=max(1, int(timeout)), autocommit=True)
-            connection_slot.connection = conn
+            connection_slot.use(conn)
             try:
                 await conn.execute("SELECT 1")
             finally:

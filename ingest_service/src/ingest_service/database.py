@@ -197,9 +197,13 @@ class RowWriter:
         timeout = max(0.001, until - asyncio.get_running_loop().time())
         async with self._pool.connection(timeout=timeout) as conn:
             slot.use(conn)
-            if len(statements) == 1:
-                await conn.execute(*statements[0])  # autocommit: one round trip, one commit
-            else:
-                async with conn.transaction():
-                    for statement in statements:
-                        await conn.execute(*statement)
+            try:
+                if len(statements) == 1:
+                    await conn.execute(*statements[0])  # autocommit: one round trip, one commit
+                else:
+                    async with conn.transaction():
+                        for statement in statements:
+                            await conn.execute(*statement)
+            finally:
+                # Back to the pool (or discarded) next: abandoning it then would cut another write's.
+                slot.connection = None

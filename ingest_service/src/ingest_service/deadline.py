@@ -69,7 +69,12 @@ def _consume(task: asyncio.Task) -> None:
 
 
 async def call_before(loop_deadline: float, call: Callable[[ConnectionSlot], Awaitable[T]]) -> T:
-    """``await call(slot)``, but return or raise by ``loop_deadline`` (in ``loop.time()``)."""
+    """``await call(slot)``, but return or raise by ``loop_deadline`` (in ``loop.time()``).
+
+    ``call`` must close a connection it used when it fails, itself: a connection abandoned here
+    may still be watched by the event loop for the call's task, and closing its socket from
+    outside would let the next socket opened reuse the descriptor under that watch.
+    """
     loop = asyncio.get_running_loop()
     remaining = loop_deadline - loop.time()
     if remaining <= 0:

@@ -95,7 +95,13 @@ class Registry:
             if conn is None or conn.closed:
                 conn = await self._connect()
             slot.use(conn)
-            return conn, await (await conn.execute(LOAD_SQL)).fetchall()
+            try:
+                return conn, await (await conn.execute(LOAD_SQL)).fetchall()
+            except BaseException:
+                if self._query_conn is conn:
+                    self._query_conn = None
+                await conn.close()  # here, once nothing waits on its socket any more
+                raise
 
         loop = asyncio.get_running_loop()
         try:
@@ -104,7 +110,7 @@ class Registry:
             if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, OSError, TimeoutError)):
                 # Reachable but refusing (privilege, missing table): an operator must act.
                 log.error("registry cannot be read", extra={"fields": {"error": _first_line(exc)}})
-            await self._drop_query_conn()
+            self._query_conn = None  # the query closes it (an abandoned one when its wait ends)
             raise RegistryUnavailable(_first_line(exc)) from exc
         tenants = {}
         for slug, schema_name, prefix, token, previous, expires in rows:
@@ -245,8 +251,10 @@ class Registry:
                         if notified:
                             await self.reload(fresh=True)
                         else:  # quiet for a while: is the connection still there?
-                            await call_before(asyncio.get_running_loop().time() + self._connect_timeout,
-                                              lambda slot, conn=conn: slot.use(conn).execute("SELECT 1"))
+                            # psycopg's own cancellation may hold this task ~10 s on a hung server;
+                            # only the listener waits for it.
+                            async with asyncio.timeout(self._connect_timeout):
+                                await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except (RegistryUnavailable, psycopg.Error, OSError, TimeoutError) as exc:
