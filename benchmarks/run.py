@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import psycopg
 import uvloop
 
+from benchmarks.cpu import CpuUse, sample
 from benchmarks.loadgen import LoadGenerator, LoadResult, TenantLoad
 from tests.ingest.service_process import ServiceProcess
 from tests.ingest.tenants import IngestDatabase, TenantSpec, create_ingest_database
@@ -46,6 +47,7 @@ class RunResult:
     result: LoadResult
     rows: int | None  # None: the empty handler stores nothing
     acked_ids_missing: int
+    cpu: CpuUse
 
     @property
     def consistent(self) -> bool:
@@ -73,6 +75,10 @@ def _stored_ids(db: IngestDatabase, tenants: list[TenantSpec]) -> list[str]:
         return ids
 
 
+def _postmaster_pid(db: IngestDatabase) -> int:
+    return int((db.server.datadir / "postmaster.pid").read_text().split()[0])
+
+
 def run_one(db: IngestDatabase, tenants: list[TenantSpec], load: str, mode: str, args) -> RunResult:
     connections, depth = LOADS[load]
     env = {"WORKERS": str(args.workers), "LOG_LEVEL": "WARNING"}
@@ -84,14 +90,16 @@ def run_one(db: IngestDatabase, tenants: list[TenantSpec], load: str, mode: str,
     try:
         _load(service.port, tenants, args.warmup, connections, depth)
         _truncate(db, tenants)
+        before = sample(service.process.pid, _postmaster_pid(db))
         result, acked_ids = _load(service.port, tenants, args.seconds, connections, depth)
+        cpu = CpuUse.between(before, sample(service.process.pid, _postmaster_pid(db)))
     finally:
         service.cleanup()
     if mode == "empty":
-        return RunResult(load, mode, result, None, 0)
+        return RunResult(load, mode, result, None, 0, cpu)
     stored = _stored_ids(db, tenants)
     missing = len({i.decode() for i in acked_ids} - set(stored))
-    return RunResult(load, mode, result, len(stored), missing)
+    return RunResult(load, mode, result, len(stored), missing, cpu)
 
 
 def _print(results: list[RunResult], args, hypertables: bool) -> bool:
@@ -108,6 +116,15 @@ def _print(results: list[RunResult], args, hypertables: bool) -> bool:
               f"{'-' if r.rows is None else r.rows:>9} {r.consistent!s:>10} {statuses}"
               + (f" retries:{r.result.retries}" if r.result.retries else "")
               + (f" connection_errors:{r.result.connection_errors}" if r.result.connection_errors else ""))
+    print()
+    print("CPU per acknowledged message (µs), and the share of the two cores that other processes used:")
+    print(f"{'load':<24} {'mode':<8} {'service':>8} {'postgres':>9} {'loadgen':>8} {'others':>7}")
+    for r in results:
+        connections, depth = LOADS[r.load]
+        per = 1e6 / max(1, r.result.acked)
+        print(f"{f'{r.load} ({connections}x{depth})':<24} {r.mode:<8} {r.cpu.service * per:>8.1f} "
+              f"{r.cpu.postgres * per:>9.1f} {r.cpu.loadgen * per:>8.1f} "
+              f"{r.cpu.other / (2 * r.result.seconds):>7.0%}")
     ok = all(r.consistent and not r.result.connection_errors for r in results)
     for load in dict.fromkeys(r.load for r in results):
         by_mode = {r.mode: r.result for r in results if r.load == load}

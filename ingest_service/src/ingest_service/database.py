@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -161,23 +162,20 @@ class RowWriter:
         await Write(self, items, until, as_strings).outcome()
 
     def statements(self, items: list[Pending], as_strings: bool) -> list[tuple[bytes, list]]:
-        groups: dict[str, tuple[list, list, list, list, list]] = {}
+        groups: dict[str, list[dict]] = {}
         for item in items:
-            columns = groups.get(item.tenant.schema_name)
-            if columns is None:
-                columns = groups[item.tenant.schema_name] = ([], [], [], [], [])
-            times, devices, topics, payloads, ids = columns
-            for t, d, tp, p, m in item.rows:
-                times.append(t)
-                devices.append(d)
-                topics.append(tp)
-                payloads.append(json_string(p) if as_strings else p)
-                ids.append(m)
+            rows = groups.get(item.tenant.schema_name)
+            if rows is None:
+                rows = groups[item.tenant.schema_name] = []
+            if as_strings:
+                rows.extend({"t": t, "d": d, "tp": tp, "p": json_string(p), "m": m} for t, d, tp, p, m in item.rows)
+            else:
+                rows.extend({"t": t, "d": d, "tp": tp, "p": p, "m": m} for t, d, tp, p, m in item.rows)
         schema_names = sorted(groups)
         statements = []
         for start in range(0, len(schema_names), MAX_TENANTS_PER_STATEMENT):
             chunk = tuple(schema_names[start:start + MAX_TENANTS_PER_STATEMENT])
-            params = [value for name in chunk for value in groups[name]]
+            params = [orjson.dumps(groups[name]).decode() for name in chunk]
             statements.append((self._sql.insert(chunk), params))
         return statements
 

@@ -10,8 +10,10 @@ from psycopg import sql
 _INSERT = sql.SQL(
     "INSERT INTO {table} (time, device_id, topic, payload, msg_id) "
     "SELECT timestamptz 'epoch' + t * interval '1 millisecond', d, tp, p::jsonb, m "
-    # Binary parameters (%b): psycopg dumps the arrays about three times faster than as text.
-    "FROM unnest(%b::int8[], %b::text[], %b::text[], %b::text[], %b::text[]) AS u(t, d, tp, p, m) "
+    # The rows as one JSON parameter, [{"t":..,"d":..,"tp":..,"p":..,"m":..}, ...]: orjson writes it in
+    # about a microsecond per row, where psycopg's (pure Python) array dumpers took several per row
+    # and ~100 us per batch; PostgreSQL reads it with one parse (json, not jsonb: nothing is built).
+    "FROM json_to_recordset(%s::json) AS u(t int8, d text, tp text, p text, m text) "
     "ON CONFLICT DO NOTHING"
 )
 # A batch for several tenants is still one statement (data-modifying CTEs), so that in autocommit

@@ -34,11 +34,11 @@ from ingest_service.database import (
     Done,
     Pending,
     RowWriter,
-    Write,
     describe,
     fail,
     failure_kind,
 )
+from ingest_service.deadline import ConnectionSlot, DeadlineExceeded, abandon
 from ingest_service.messages import RequestError, Row
 from ingest_service.narrowing import ISOLATION_CONNECTIONS, Narrower, succeed
 
@@ -53,8 +53,9 @@ log = logging.getLogger("ingest_service.writer")
 # already read from the sockets join it: measured, batches grow from ~15 to ~25 rows and the
 # throughput by ~15% at no latency cost (a timed wait, BATCH_MAX_WAIT_MS, costs latency).
 GATHER_LOOP_TURNS = 4
-# A batch commits in milliseconds; one still running after this is waited for in the background
-# (at most MAX_HANDOFFS at once, each holding a connection) while the loop takes the next batch.
+# A batch commits in milliseconds.  When one is still running after this, a new writer loop takes
+# over the queue and the stalled one ends after its batch (at most MAX_HANDOFFS such loops at once,
+# each holding a connection): the loop stays a single task with no task per batch on the fast path.
 STALL_SECONDS = 1.0
 MAX_HANDOFFS = 2
 # Connections the pool may open beyond one per writer loop.
@@ -82,26 +83,33 @@ class BatchWriter:
         self._pending: collections.deque[Pending] = collections.deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
-        self._background: set[asyncio.Task] = set()  # batches handed off or being narrowed down
-        self._handoffs = 0
+        self._loops: set[asyncio.Task] = set()
+        self._retired: set[asyncio.Task] = set()  # loops replaced while their batch stalled: end after it
+        self._stopping = False
         self._rows = RowWriter(pool)
         self._narrower = Narrower(self._rows)
         self._loop = asyncio.get_running_loop()
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run()) for _ in range(self._writers)]
+        for _ in range(self._writers):
+            self._start_loop()
+
+    def _start_loop(self) -> None:
+        task = asyncio.create_task(self._run())
+        self._loops.add(task)
+        task.add_done_callback(self._loops.discard)
 
     async def stop(self) -> None:
         # The server has answered (or given up on) every request before this runs, so normally
         # nothing is left; otherwise let queued and committing batches finish before cancelling.
         deadline = time.monotonic() + self._timeout
-        while (self._pending or self._committing or self._background or self._narrower.busy) and (
-                time.monotonic() < deadline):
+        while (self._pending or self._committing or self._narrower.busy) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        for task in [*self._tasks, *self._background]:
+        self._stopping = True
+        loops = list(self._loops)
+        for task in loops:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        await asyncio.gather(*loops, return_exceptions=True)
         await self._narrower.stop()
         fail(list(self._pending), DatabaseUnavailable("service is shutting down"))
 
@@ -139,8 +147,15 @@ class BatchWriter:
     # -- the writer loop ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        me = asyncio.current_task()
+        try:
+            await self._loop_batches(me)
+        finally:
+            self._retired.discard(me)
+
+    async def _loop_batches(self, me: asyncio.Task) -> None:
         pending = self._pending
-        while True:
+        while me not in self._retired:
             while not pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -169,9 +184,8 @@ class BatchWriter:
                 continue
             self._committing_bytes += size
             self._committing += 1
-            handed_off = False
             try:
-                handed_off = await self._commit_batch(batch, taken, size)
+                await self._commit_batch(batch, taken, me)
             except asyncio.CancelledError:
                 fail(batch, DatabaseUnavailable("service is shutting down"))
                 raise
@@ -179,36 +193,49 @@ class BatchWriter:
                 log.exception("batch failed unexpectedly")
                 fail(batch, DatabaseUnavailable(f"unexpected error: {type(exc).__name__}"))
             finally:
-                if not handed_off:
-                    self._committing_bytes -= size
+                self._committing_bytes -= size
                 self._committing -= 1
 
-    async def _commit_batch(self, batch: list[Pending], taken: int, size: int) -> bool:
-        """Write one batch; True when it was left to settle in the background (which frees its bytes)."""
-        now = self._loop.time()
+    async def _commit_batch(self, batch: list[Pending], taken: int, me: asyncio.Task) -> None:
+        """Write one batch and answer its requests (narrowing it down if it fails for one of them)."""
+        loop = self._loop
+        now = loop.time()
         started = time.monotonic()
         deadline = batch[0].deadline  # the queue is in arrival order: the oldest request's
         if deadline <= now:
             fail(batch, DatabaseUnavailable("requests waited DB_TIMEOUT_SECONDS in the queue"))
-            return False
+            return
         # Keep half the time for narrowing the batch down should it stall on one of its parts.
-        write = Write(self._rows, batch, deadline if len(batch) == 1 else now + (deadline - now) / 2)
-        if not await write.wait(STALL_SECONDS) and self._handoffs < MAX_HANDOFFS:
-            self._handoffs += 1
-            self._in_background(self._settle_later(write, deadline, size, handoff=True))
-            return True
+        until = deadline if len(batch) == 1 else now + (deadline - now) / 2
+        slot = ConnectionSlot()
+        stalled = loop.call_later(STALL_SECONDS, self._replace, me)
+        # At ``until`` the connection's socket is shut down: the write fails at once, with no cancel
+        # request (psycopg's cancellation of an awaited call would hold this loop ~10 s more).
+        cut = loop.call_at(until, _cut, slot)
         try:
-            await write.outcome()
-        except Exception as exc:  # noqa: BLE001 - every failure is classified and answered
-            if failure_kind(exc) == UNAVAILABLE:
-                self._refuse_all(batch, exc)
-                return False
-            self._in_background(self._settle_later(write, deadline, size, failure=exc))
-            return True
+            try:
+                await self._rows.write_retrying(self._rows.statements(batch, False), slot, until)
+            except Exception as exc:  # noqa: BLE001 - every failure is classified and answered
+                cut.cancel()
+                failure = DeadlineExceeded("database did not answer within DB_TIMEOUT_SECONDS") if (
+                    slot.abandoned) else exc
+                if failure_kind(failure) == UNAVAILABLE:
+                    self._refuse_all(batch, failure)
+                else:
+                    await self._narrower.settle(batch, failure, deadline)
+                return
+        finally:
+            stalled.cancel()
+            cut.cancel()
         metrics.COMMIT_SECONDS.observe(time.monotonic() - started)
         metrics.BATCH_ROWS.observe(taken)
         succeed(batch)
-        return False
+
+    def _replace(self, loop_task: asyncio.Task) -> None:
+        """A batch stalls: let a new loop take the queue; this one ends once its batch is settled."""
+        if not self._stopping and loop_task in self._loops and len(self._retired) < MAX_HANDOFFS:
+            self._retired.add(loop_task)
+            self._start_loop()
 
     def _refuse_all(self, batch: list[Pending], exc: BaseException) -> None:
         metrics.DB_ERRORS.labels("unavailable").inc()
@@ -221,35 +248,14 @@ class BatchWriter:
         fail(batch, unavailable)
         fail(queued, unavailable)
 
-    def _in_background(self, coroutine) -> None:
-        task = asyncio.create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _settle_later(self, write: Write, deadline: float, size: int, handoff: bool = False,
-                            failure: BaseException | None = None) -> None:
-        """Wait for a batch the loop left behind, then narrow it down if it failed."""
-        try:
-            if failure is None:
-                try:
-                    await write.outcome()
-                except Exception as exc:  # noqa: BLE001 - every failure is classified and answered
-                    failure = exc
-                else:
-                    succeed(write.items)
-                    return
-            await self._narrower.settle(write.items, failure, deadline)
-        except Exception as unexpected:  # never leave a request unanswered
-            log.exception("settling a failed batch failed unexpectedly")
-            fail(write.items, DatabaseUnavailable(f"unexpected error: {type(unexpected).__name__}"))
-        finally:
-            self._committing_bytes -= size
-            if handoff:
-                self._handoffs -= 1
-
     def _drain(self) -> list[Pending]:
         queued = list(self._pending)
         self._pending.clear()
         self._queued_rows = 0
         self._queued_bytes = 0
         return queued
+
+
+def _cut(slot: ConnectionSlot) -> None:
+    slot.abandoned = True
+    abandon(slot.connection)
