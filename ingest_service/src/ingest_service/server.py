@@ -52,6 +52,7 @@ SWEEP_SECONDS = 0.5
 # sends is read and dropped for this long before closing: closing at once, while the client is
 # still sending, makes its kernel discard our answer on the reset ("lingering close").
 LINGER_SECONDS = 2.0
+LINGER_MAX_BYTES = 256 * 1024  # ... or until this much was dropped: an 8 MiB header is not read to its end
 
 
 def build_response(status: int, body: bytes, content_type: bytes = JSON, headers: bytes = b"",
@@ -160,6 +161,7 @@ class HttpConnection(asyncio.Protocol):
         self.closing = False  # read nothing more; close once every answer is written
         self.linger = False  # ... and then drop what the client still sends, for LINGER_SECONDS
         self.lingering_until: float | None = None
+        self.lingered = 0
         self.closed = False
         self.flush_scheduled = False
         self.last_active = self.loop.time()
@@ -200,6 +202,10 @@ class HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closing:  # and lingering: dropped
+            if self.lingering_until is not None:
+                self.lingered += len(data)
+                if self.lingered > LINGER_MAX_BYTES:
+                    self.transport.close()
             return
         self.unparsed_head += len(data)
         try:
