@@ -29,6 +29,7 @@ log = logging.getLogger("ingest_service")
 RETRY_AFTER = b"retry-after: 1\r\n"
 BEARER = b"bearer "
 MAX_TENANT_CHARS = 128
+MAX_ACCEPTED_HEADERS = 10_000
 ACCEPTED_ONE = build_response(202, b'{"status":"accepted","rows":1}')
 HEALTHY = build_response(200, b'{"status":"ok"}')
 READY = build_response(200, b'{"status":"ready"}')
@@ -57,6 +58,8 @@ class IngestApp:
         self._started = False
         self._metrics_task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._accepted: dict[tuple[bytes | None, bytes | None], Tenant] = {}
+        self._accepted_for: dict[str, Tenant] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -203,11 +206,25 @@ class IngestApp:
         """The tenant when the registry in memory accepts the request; None when a reload must decide."""
         if not self._started or not self.registry.loaded:
             return None
+        tenants = self.registry.tenants
+        if tenants is not self._accepted_for:  # reloaded: what was accepted is decided anew
+            self._accepted, self._accepted_for = {}, tenants
+        # The same few header pairs come with every request: hashing the token each time would cost
+        # more than the rest of authentication.  Only current tokens are remembered (a previous one's
+        # grace period ends by the clock), and only accepted ones, so the map stays small.
+        accepted = self._accepted.get((tenant_header, authorization))
+        if accepted is not None:
+            return accepted
         slug = _slug(tenant_header)
-        tenant = self.registry.tenants.get(slug)
+        tenant = tenants.get(slug)
         if tenant is None:
             return None
         token = _bearer_token(authorization, slug)
+        if tenant.accepts_current(token):
+            if len(self._accepted) >= MAX_ACCEPTED_HEADERS:
+                self._accepted.clear()
+            self._accepted[(tenant_header, authorization)] = tenant
+            return tenant
         return tenant if tenant.accepts(token) else None
 
     async def _authenticate(self, tenant_header: bytes | None, authorization: bytes | None) -> Tenant:

@@ -339,7 +339,7 @@ class HttpConnection(asyncio.Protocol):
     def schedule_flush(self) -> None:
         if not self.flush_scheduled:
             self.flush_scheduled = True
-            self.loop.call_soon(self.flush)
+            self.server.flush_soon(self)
 
     def flush(self) -> None:
         """Write every answer that is ready, in request order, in one write; then dispatch what waited."""
@@ -416,11 +416,23 @@ class HttpServer:
         self.limits = limits
         self.loop = asyncio.get_running_loop()
         self.connections: set[HttpConnection] = set()
+        self._to_flush: list[HttpConnection] = []
         self._drained: asyncio.Event | None = None
         self._sweeper = asyncio.create_task(self._sweep())
 
     def protocol(self) -> HttpConnection:
         return HttpConnection(self)
+
+    def flush_soon(self, connection: HttpConnection) -> None:
+        """Flush the connection at the end of this loop turn: one callback for every connection answered."""
+        if not self._to_flush:
+            self.loop.call_soon(self._flush_all)
+        self._to_flush.append(connection)
+
+    def _flush_all(self) -> None:
+        connections, self._to_flush = self._to_flush, []
+        for connection in connections:
+            connection.flush()
 
     async def accept(self, sock) -> None:
         await self.loop.connect_accepted_socket(self.protocol, sock)
