@@ -219,6 +219,34 @@ def test_an_oversized_request_head_is_refused_with_431(service: ServiceProcess, 
     assert not _stored(ingest_db, acme, [message])
 
 
+def test_bodies_still_being_received_are_bounded_per_process(ingest_db, tenants):
+    """Clients that send most of a body and stall hold memory before they are authenticated: the
+    bytes of unfinished bodies are bounded per process (QUEUE_MAX_BYTES); beyond, 503 and close."""
+    acme, _ = tenants
+    service = start_service(ingest_db, WORKERS="1", QUEUE_MAX_BYTES="262144")  # MAX_BODY_BYTES=65536 here
+    messages = [emqx_message(acme, payload="x" * 60_000) for _ in range(6)]
+    requests = [post_ingest(m, acme.slug, acme.token) for m in messages]
+    holders = [RawConnection(service.port) for _ in messages]
+    try:
+        for conn, request in zip(holders, requests, strict=True):
+            conn.send(request[:-10])  # about 60 KiB each, short of their last bytes
+            time.sleep(0.2)
+        # Four fit in 256 KiB; the fifth and sixth do not.
+        for conn in holders[4:]:
+            refused = conn.read_response()
+            assert refused.status == 503 and refused.headers["retry-after"]
+            assert "QUEUE_MAX_BYTES=262144" in refused.json()["reason"]
+        for conn, request in zip(holders[:4], requests[:4], strict=True):
+            conn.send(request[-10:])
+            assert conn.read_response().status == 202
+        assert service.ingest(emqx_message(acme), acme.slug, acme.token).status == 202
+        assert set(_stored(ingest_db, acme, messages)) == {m["id"] for m in messages[:4]}
+    finally:
+        for conn in holders:
+            conn.close()
+        service.cleanup()
+
+
 @pytest.fixture(scope="module")
 def strict_service(ingest_db: IngestDatabase):
     svc = start_service(ingest_db, READ_TIMEOUT_SECONDS="1", IDLE_TIMEOUT_SECONDS="1")

@@ -80,6 +80,10 @@ class Limits:
     max_body_bytes: int = 1_048_576
     max_header_bytes: int = 16_384
     max_inflight: int = 128
+    # Bytes of request bodies still being received, per process: a client may hold up to MAX_BODY_BYTES
+    # of an unfinished request for READ_TIMEOUT_SECONDS before it is authenticated, so many clients
+    # doing that could hold gigabytes; beyond this the request being received answers 503.
+    max_partial_bytes: int = 64 * 1_048_576
     read_timeout: float = 10.0
     idle_timeout: float = 30.0
 
@@ -90,6 +94,7 @@ class Request:
     __slots__ = (
         "authorization",
         "body",
+        "buffered",
         "chunks",
         "content_type",
         "expect_continue",
@@ -112,6 +117,7 @@ class Request:
         self.chunks: list[bytes] = []
         self.body = b""
         self.size = 0
+        self.buffered = 0  # bytes in chunks, counted in the server's partial_bytes
         self.keep_alive = True
         self.head_only = False
         self.headers_done = False
@@ -178,7 +184,7 @@ class HttpConnection(asyncio.Protocol):
         self.server.connections.discard(self)
         # Requests not completely received are dropped here, never handled; those dispatched
         # finish (their rows may commit) but their answers have nowhere to go.
-        self.request = None
+        self._forget_partial()
         self.waiting.clear()
         self.slots.clear()
         self.server.connection_closed()
@@ -187,7 +193,7 @@ class HttpConnection(asyncio.Protocol):
         # The client will send nothing more (it may still read): answer what was received, then close.
         if self.lingering_until is not None:
             return False
-        self.request = None
+        self._forget_partial()
         self.closing = True
         return bool(self.slots or self.waiting)
 
@@ -284,9 +290,27 @@ class HttpConnection(asyncio.Protocol):
         if request.size > self.limits.max_body_bytes:
             self._too_large(request)
         request.chunks.append(body)
+        request.buffered += len(body)
+        server = self.server
+        server.partial_bytes += len(body)
+        # A body alone is always taken (MAX_BODY_BYTES bounds it), so no request is refused for ever.
+        if server.partial_bytes > self.limits.max_partial_bytes and server.partial_bytes > request.buffered:
+            self._answer_in_turn(build_response(503, error_body(
+                "unavailable", f"too many request bodies are being received at once "
+                               f"(QUEUE_MAX_BYTES={self.limits.max_partial_bytes}); retry"),
+                headers=b"retry-after: 1\r\n", close=True))
+            self._forget_partial()
+            raise _StopParsing
+
+    def _forget_partial(self) -> None:
+        """Drop the request being received (if any), and its bytes from the server's count."""
+        if self.request is not None:
+            self.server.partial_bytes -= self.request.buffered
+            self.request = None
 
     def on_message_complete(self) -> None:
         request, self.request = self.request, None
+        self.server.partial_bytes -= request.buffered
         self.last_active = self.loop.time()
         chunks = request.chunks
         request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -298,7 +322,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _too_large(self, request: Request) -> None:
         # Answer 413 in turn and read nothing more: skipping the rest of a huge body is not worth it.
-        self.request = None
+        self._forget_partial()
         self._answer_in_turn(build_response(
             413, error_body("payload_too_large", f"body is larger than MAX_BODY_BYTES={self.limits.max_body_bytes}"),
             close=True))
@@ -333,7 +357,7 @@ class HttpConnection(asyncio.Protocol):
         slot.answer(data)
 
     def _refuse(self, status: int, error: str, reason: str) -> None:
-        self.request = None
+        self._forget_partial()
         self._answer_in_turn(build_response(status, error_body(error, reason), close=True))
 
     def schedule_flush(self) -> None:
@@ -401,7 +425,7 @@ class HttpConnection(asyncio.Protocol):
 
     def shut_down(self) -> None:
         """Stop taking requests: answer those received (a partial one is dropped), then close."""
-        self.request = None
+        self._forget_partial()
         self.closing = True
         self._pause_reading()
         if not self.slots and not self.waiting:
@@ -416,6 +440,7 @@ class HttpServer:
         self.limits = limits
         self.loop = asyncio.get_running_loop()
         self.connections: set[HttpConnection] = set()
+        self.partial_bytes = 0  # bodies of requests still being received, on every connection
         self._to_flush: list[HttpConnection] = []
         self._drained: asyncio.Event | None = None
         self._sweeper = asyncio.create_task(self._sweep())

@@ -36,6 +36,7 @@ def limits(settings: Settings) -> Limits:
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
         max_inflight=settings.max_inflight_per_connection,
+        max_partial_bytes=settings.queue_max_bytes,
         read_timeout=settings.read_timeout_seconds,
         idle_timeout=settings.idle_timeout_seconds,
     )
