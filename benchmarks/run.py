@@ -1,12 +1,19 @@
-"""Ingest throughput and latency: the group-commit service against the naive baseline, in one run.
+"""Ingest throughput and latency: the group-commit service, its naive baseline and an empty handler, in one run.
 
     python -m benchmarks.run --seconds 20
 
-Starts a throwaway PostgreSQL (tests.pg_server), builds one database per mode
-with three tenants and the least-privilege writer role, runs the service
-(``python -m ingest_service``) in each INGEST_MODE, drives it with the
-EMQX-like load generator, then checks that the rows in the database are
-exactly the acknowledged messages (none lost, none duplicated).
+Two loads, each run against every mode (the same database setup, one after the other):
+
+* ``emqx``: what EMQX's HTTP connector sends, 8 connections x 100 pipelined requests
+  (``pool_size`` x ``enable_pipelining``, EMQX's defaults and the stack's settings);
+* ``keepalive``: 64 keep-alive connections, one request each in flight.
+
+Modes: ``batched`` (the service), ``naive`` (INGEST_MODE=naive: one transaction per
+request, the baseline) and ``empty`` (the same HTTP server answering 202 without
+touching the database: the ceiling).  Starts a throwaway PostgreSQL
+(tests.pg_server) with fsync=on, builds one database per mode with three tenants
+and the least-privilege writer role, and after each run checks that the rows in
+the database are exactly the acknowledged messages (none lost, none duplicated).
 """
 
 from __future__ import annotations
@@ -20,30 +27,37 @@ from dataclasses import dataclass
 import psycopg
 import uvloop
 
+from benchmarks.cpu import CpuUse, sample
 from benchmarks.loadgen import LoadGenerator, LoadResult, TenantLoad
 from tests.ingest.service_process import ServiceProcess
 from tests.ingest.tenants import IngestDatabase, TenantSpec, create_ingest_database
 from tests.pg_server import find_bindir, start_server
 
 TENANTS = [("alpha-hospital", "alpha"), ("beta-clinic", "beta"), ("gamma-lab", "gamma")]
-BAR_RATE = 15_000.0
-BAR_RATIO = 5.0
+# load name -> (connections, requests in flight per connection)
+LOADS = {"emqx": (8, 100), "keepalive": (64, 1)}
+# The bars of the ingest issues, per load: batched msg/s, batched / naive, batched p99 (s).
+BARS = {"emqx": (25_000.0, 6.0, 0.050), "keepalive": (22_000.0, None, None)}
 
 
 @dataclass
-class ModeResult:
+class RunResult:
+    load: str
     mode: str
-    load: LoadResult
-    rows: int
+    result: LoadResult
+    rows: int | None  # None: the empty handler stores nothing
     acked_ids_missing: int
+    cpu: CpuUse
 
     @property
     def consistent(self) -> bool:
-        return self.rows == self.load.acked and self.acked_ids_missing == 0
+        return self.rows is None or (self.rows == self.result.acked and self.acked_ids_missing == 0)
 
 
-def _load(port: int, tenants: list[TenantSpec], seconds: float, connections: int) -> tuple[LoadResult, list[bytes]]:
-    generator = LoadGenerator("127.0.0.1", port, [TenantLoad(t.slug, t.prefix, t.token) for t in tenants], connections)
+def _load(port: int, tenants: list[TenantSpec], seconds: float, connections: int, depth: int
+          ) -> tuple[LoadResult, list[bytes]]:
+    generator = LoadGenerator("127.0.0.1", port, [TenantLoad(t.slug, t.prefix, t.token) for t in tenants],
+                              connections, depth)
     result = uvloop.run(generator.run(seconds))
     return result, generator.acked_ids
 
@@ -61,45 +75,74 @@ def _stored_ids(db: IngestDatabase, tenants: list[TenantSpec]) -> list[str]:
         return ids
 
 
-def run_mode(server, mode: str, args) -> ModeResult:
-    tenants = [TenantSpec(slug, prefix) for slug, prefix in TENANTS]
-    db = create_ingest_database(server, f"bench_{mode}_{os.getpid()}", tenants)
-    env = {"INGEST_MODE": mode, "WORKERS": str(args.workers), "LOG_LEVEL": "WARNING"}
+def _postmaster_pid(db: IngestDatabase) -> int:
+    return int((db.server.datadir / "postmaster.pid").read_text().split()[0])
+
+
+def run_one(db: IngestDatabase, tenants: list[TenantSpec], load: str, mode: str, args) -> RunResult:
+    connections, depth = LOADS[load]
+    env = {"WORKERS": str(args.workers), "LOG_LEVEL": "WARNING"}
+    if mode != "empty":
+        env["INGEST_MODE"] = mode
     env.update(dict(item.split("=", 1) for item in args.env))
-    service = ServiceProcess(db.writer_dsn, env_overrides=env).start()
+    module = "benchmarks.empty_handler" if mode == "empty" else "ingest_service"
+    service = ServiceProcess(db.writer_dsn, env_overrides=env, module=module).start()
     try:
-        _load(service.port, tenants, args.warmup, args.connections)
+        _load(service.port, tenants, args.warmup, connections, depth)
         _truncate(db, tenants)
-        result, acked_ids = _load(service.port, tenants, args.seconds, args.connections)
+        before = sample(service.process.pid, _postmaster_pid(db))
+        result, acked_ids = _load(service.port, tenants, args.seconds, connections, depth)
+        cpu = CpuUse.between(before, sample(service.process.pid, _postmaster_pid(db)))
     finally:
         service.cleanup()
+    if mode == "empty":
+        return RunResult(load, mode, result, None, 0, cpu)
     stored = _stored_ids(db, tenants)
     missing = len({i.decode() for i in acked_ids} - set(stored))
-    return ModeResult(mode, result, len(stored), missing)
+    return RunResult(load, mode, result, len(stored), missing, cpu)
 
 
-def _print(results: list[ModeResult], args, hypertables: bool) -> bool:
+def _print(results: list[RunResult], args, hypertables: bool) -> bool:
     print()
-    print(f"{args.seconds:.0f} s per mode, {args.connections} keep-alive connections, 3 tenants, WORKERS={args.workers}, "
-          f"PostgreSQL fsync={args.fsync} synchronous_commit=on, "
-          f"tenant tables: {'TimescaleDB hypertables' if hypertables else 'plain tables'}")
-    print(f"{'mode':<8} {'acked msg/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'acked':>9} {'rows':>9} {'rows==acks':>10} {'statuses'}")
+    print(f"{args.seconds:.0f} s per run, 3 tenants, WORKERS={args.workers}, PostgreSQL fsync={args.fsync} "
+          f"synchronous_commit=on, tenant tables: {'TimescaleDB hypertables' if hypertables else 'plain tables'}")
+    print(f"{'load':<24} {'mode':<8} {'acked msg/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'acked':>9} {'rows':>9} "
+          f"{'rows==acks':>10} statuses")
     for r in results:
-        statuses = ",".join(f"{k}:{v}" for k, v in sorted(r.load.statuses.items()))
-        print(f"{r.mode:<8} {r.load.rate:>12,.0f} {r.load.percentile(50) * 1000:>8.2f} {r.load.percentile(99) * 1000:>8.2f} "
-              f"{r.load.acked:>9} {r.rows:>9} {r.consistent!s:>10} {statuses}"
-              + (f" retries:{r.load.retries}" if r.load.retries else "")
-              + (f" connection_errors:{r.load.connection_errors}" if r.load.connection_errors else ""))
-    by_mode = {r.mode: r for r in results}
-    ok = all(r.consistent for r in results)
-    if "batched" in by_mode:
-        rate = by_mode["batched"].load.rate
-        ok = ok and rate >= BAR_RATE
-        line = f"batched: {rate:,.0f} msg/s (bar {BAR_RATE:,.0f})"
-        if "naive" in by_mode and by_mode["naive"].load.rate:
-            ratio = rate / by_mode["naive"].load.rate
-            ok = ok and ratio >= BAR_RATIO
-            line += f", {ratio:.1f}x naive (bar {BAR_RATIO:.0f}x)"
+        connections, depth = LOADS[r.load]
+        statuses = ",".join(f"{k}:{v}" for k, v in sorted(r.result.statuses.items()))
+        print(f"{f'{r.load} ({connections}x{depth})':<24} {r.mode:<8} {r.result.rate:>12,.0f} "
+              f"{r.result.percentile(50) * 1000:>8.2f} {r.result.percentile(99) * 1000:>8.2f} {r.result.acked:>9} "
+              f"{'-' if r.rows is None else r.rows:>9} {r.consistent!s:>10} {statuses}"
+              + (f" retries:{r.result.retries}" if r.result.retries else "")
+              + (f" connection_errors:{r.result.connection_errors}" if r.result.connection_errors else ""))
+    print()
+    print("CPU per acknowledged message (µs), and the share of the two cores that other processes used:")
+    print(f"{'load':<24} {'mode':<8} {'service':>8} {'postgres':>9} {'loadgen':>8} {'others':>7}")
+    for r in results:
+        connections, depth = LOADS[r.load]
+        per = 1e6 / max(1, r.result.acked)
+        print(f"{f'{r.load} ({connections}x{depth})':<24} {r.mode:<8} {r.cpu.service * per:>8.1f} "
+              f"{r.cpu.postgres * per:>9.1f} {r.cpu.loadgen * per:>8.1f} "
+              f"{r.cpu.other / (2 * r.result.seconds):>7.0%}")
+    ok = all(r.consistent and not r.result.connection_errors for r in results)
+    for load in dict.fromkeys(r.load for r in results):
+        by_mode = {r.mode: r.result for r in results if r.load == load}
+        if "batched" not in by_mode:
+            continue
+        rate_bar, ratio_bar, p99_bar = BARS[load]
+        batched = by_mode["batched"]
+        line = f"{load}: batched {batched.rate:,.0f} msg/s (bar {rate_bar:,.0f})"
+        ok = ok and batched.rate >= rate_bar
+        if "naive" in by_mode and by_mode["naive"].rate:
+            ratio = batched.rate / by_mode["naive"].rate
+            line += f", {ratio:.1f}x naive" + (f" (bar {ratio_bar:.0f}x)" if ratio_bar else "")
+            ok = ok and (ratio_bar is None or ratio >= ratio_bar)
+        if "empty" in by_mode and by_mode["empty"].rate:
+            line += f", {batched.rate / by_mode['empty'].rate:.0%} of the empty handler"
+        if p99_bar is not None:
+            line += f", p99 {batched.percentile(99) * 1000:.1f} ms (bar {p99_bar * 1000:.0f} ms)"
+            ok = ok and batched.percentile(99) <= p99_bar
         print(line)
     print("PASS" if ok else "FAIL")
     return ok
@@ -120,28 +163,37 @@ def _set_durability(server, fsync: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured load per mode (default 20)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured load per run (default 20)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured load before each run (default 2)")
-    parser.add_argument("--connections", type=int, default=64, help="keep-alive connections (default 64, like EMQX)")
+    parser.add_argument("--loads", default="emqx,keepalive", help="comma-separated loads (default emqx,keepalive)")
+    parser.add_argument("--modes", default="batched,naive,empty",
+                        help="comma-separated modes (default batched,naive,empty)")
     parser.add_argument("--workers", type=int, default=2, help="service worker processes (default 2)")
-    parser.add_argument("--modes", default="batched,naive", help="comma-separated INGEST_MODEs (default batched,naive)")
     parser.add_argument("--fsync", choices=("on", "off"), default="on",
                         help="PostgreSQL fsync (default on, as in production; synchronous_commit is always on)")
     parser.add_argument("--tables", choices=("auto", "hypertables", "plain"), default="auto",
                         help="tenant tables as TimescaleDB hypertables (auto: when the extension is installed)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra service environment")
     args = parser.parse_args(argv)
+    loads = [load.strip() for load in args.loads.split(",")]
+    modes = [mode.strip() for mode in args.modes.split(",")]
+    unknown = [name for name in loads if name not in LOADS] + [m for m in modes if m not in ("batched", "naive", "empty")]
+    if unknown:
+        parser.error(f"unknown load or mode {unknown}; loads are {', '.join(LOADS)}, modes batched, naive, empty")
     if find_bindir() is None:
         print("PostgreSQL server binaries not found: apt-get install postgresql-15, or set PG_BINDIR", file=sys.stderr)
         return 2
     server = start_server(preload_timescaledb=None if args.tables == "auto" else args.tables == "hypertables")
+    results = []
     try:
         _set_durability(server, args.fsync)
-        results = []
-        for mode in args.modes.split(","):
-            started = time.monotonic()
-            results.append(run_mode(server, mode.strip(), args))
-            print(f"{mode}: done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        tenants = [TenantSpec(slug, prefix) for slug, prefix in TENANTS]
+        databases = {mode: create_ingest_database(server, f"bench_{mode}_{os.getpid()}", tenants) for mode in modes}
+        for load in loads:
+            for mode in modes:
+                started = time.monotonic()
+                results.append(run_one(databases[mode], tenants, load, mode, args))
+                print(f"{load} {mode}: done in {time.monotonic() - started:.0f} s", file=sys.stderr)
     finally:
         server.destroy()
     return 0 if _print(results, args, server.preload_timescaledb) else 1

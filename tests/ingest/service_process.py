@@ -24,8 +24,9 @@ def emqx_message(tenant: TenantSpec, **overrides) -> dict:
     now_ms = int(time.time() * 1000)
     message = {
         "id": uuid.uuid4().hex,
+        # EMQX authenticates each device with its client id equal to its username (the device id).
         "clientid": f"{tenant.prefix}-device-1",
-        "username": f"{tenant.prefix}_device",
+        "username": f"{tenant.prefix}-device-1",
         "topic": f"tenants/{tenant.prefix}/device-1/telemetry",
         "payload": '{"temp":21.5}',
         "qos": 1,
@@ -63,6 +64,7 @@ class ServiceProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    module: str = "ingest_service"  # what ``python -m`` runs (the benchmark's empty handler is another)
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -78,7 +80,7 @@ class ServiceProcess:
         handle, name = tempfile.mkstemp(prefix="ingest-service-", suffix=".log")
         self.log_path = Path(name)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ingest_service"], env=env, stdout=handle, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", self.module], env=env, stdout=handle, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         os.close(handle)

@@ -9,7 +9,10 @@ import sys
 import orjson
 import pytest
 from ingest_service.config import ConfigError, load_settings
-from ingest_service.messages import RequestError, parse_rows, payload_json
+from ingest_service.messages import RequestError, TimeWindow, parse_rows, payload_json
+
+# These messages date from 1970: outside the default window, which has tests of its own.
+ANY_TIME = TimeWindow(max_age_seconds=1e11, max_ahead_seconds=1e11)
 
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -58,49 +61,49 @@ def test_payload_json(payload, stored):
 
 def test_rows_are_checked_before_anything_is_written():
     body = orjson.dumps([
-        {"id": "1", "clientid": "d", "topic": "tenants/a/x", "payload": "p", "publish_received_at": 5},
-        {"id": "2", "clientid": "d", "topic": "tenants/b/x", "payload": "p", "publish_received_at": 5},
+        {"id": "1", "clientid": "d", "username": "d", "topic": "tenants/a/x", "payload": "p", "publish_received_at": 5},
+        {"id": "2", "clientid": "d", "username": "d", "topic": "tenants/b/x", "payload": "p", "publish_received_at": 5},
     ])
     with pytest.raises(RequestError) as refused:
-        parse_rows(body, "tenants/a/")
+        parse_rows(body, "tenants/a/", ANY_TIME)
     assert refused.value.status == 403
-    assert parse_rows(body[:-1] + b"]", "tenants/")[0] == (5, "d", "tenants/a/x", '"p"', "1")
+    assert parse_rows(body[:-1] + b"]", "tenants/", ANY_TIME)[0] == (5, "d", "tenants/a/x", '"p"', "1")
     # Level boundaries: "tenants/a" is the prefix's own level; "tenants/ab..." is another tenant's.
     for topic in ("tenants/a", "tenants/a/x/y"):
-        assert parse_rows(orjson.dumps({"id": "1", "clientid": "d", "topic": topic, "payload": "p",
-                                        "publish_received_at": 5}), "tenants/a/")[0][2] == topic
+        assert parse_rows(orjson.dumps({"id": "1", "clientid": "d", "username": "d", "topic": topic, "payload": "p",
+                                        "publish_received_at": 5}), "tenants/a/", ANY_TIME)[0][2] == topic
     for topic in ("tenants/ab", "tenants/ab/x", "tenants/", "tenants", "Tenants/a/x", "tenants/a "):
         with pytest.raises(RequestError) as refused:
-            parse_rows(orjson.dumps({"id": "1", "clientid": "d", "topic": topic, "payload": "p",
-                                     "publish_received_at": 5}), "tenants/a/")
+            parse_rows(orjson.dumps({"id": "1", "clientid": "d", "username": "d", "topic": topic, "payload": "p",
+                                     "publish_received_at": 5}), "tenants/a/", ANY_TIME)
         assert refused.value.status == 403, topic
     with pytest.raises(RequestError, match="longer than"):
-        parse_rows(orjson.dumps({"id": "1", "clientid": "é" * 600, "topic": "tenants/a/x", "payload": "",
-                                 "publish_received_at": 1}), "tenants/a/")
+        parse_rows(orjson.dumps({"id": "1", "clientid": "é" * 600, "username": "é" * 600, "topic": "tenants/a/x", "payload": "",
+                                 "publish_received_at": 1}), "tenants/a/", ANY_TIME)
 
 
 def test_values_rendered_undefined_are_missing_values():
-    base = {"id": "1", "clientid": "d", "topic": "tenants/a/x", "payload": "p"}
+    base = {"id": "1", "clientid": "d", "username": "d", "topic": "tenants/a/x", "payload": "p"}
     # A time EMQX rendered as "undefined" falls back to the other time field ...
-    rows = parse_rows(orjson.dumps({**base, "publish_received_at": "undefined", "timestamp": 7}), "tenants/a/")
+    rows = parse_rows(orjson.dumps({**base, "publish_received_at": "undefined", "timestamp": 7}), "tenants/a/", ANY_TIME)
     assert rows[0][0] == 7
     # ... and with neither there is no time at all.
     with pytest.raises(RequestError, match="neither"):
-        parse_rows(orjson.dumps({**base, "publish_received_at": "undefined", "timestamp": "undefined"}), "tenants/a/")
+        parse_rows(orjson.dumps({**base, "publish_received_at": "undefined", "timestamp": "undefined"}), "tenants/a/", ANY_TIME)
     with pytest.raises(RequestError, match="neither"):
-        parse_rows(orjson.dumps({**base, "publish_received_at": "undefined"}), "tenants/a/")
+        parse_rows(orjson.dumps({**base, "publish_received_at": "undefined"}), "tenants/a/", ANY_TIME)
     # An id rendered "undefined" would make distinct messages duplicates of each other: refused.
     with pytest.raises(RequestError, match="'id' is missing") as refused:
-        parse_rows(orjson.dumps({**base, "id": "undefined", "publish_received_at": 5}), "tenants/a/")
+        parse_rows(orjson.dumps({**base, "id": "undefined", "publish_received_at": 5}), "tenants/a/", ANY_TIME)
     assert refused.value.status == 400
     # Any other text in a time field is still refused.
     with pytest.raises(RequestError, match="must be an integer"):
-        parse_rows(orjson.dumps({**base, "publish_received_at": "5"}), "tenants/a/")
+        parse_rows(orjson.dumps({**base, "publish_received_at": "5"}), "tenants/a/", ANY_TIME)
 
 
 def test_statement_cache_stays_bounded_with_many_tenant_combinations():
     # A batch may hold any subset of tenants: the per-subset statement cache must not grow for ever.
-    from ingest_service.writer import _Sql
+    from ingest_service.statements import StatementCache as _Sql
 
     cache = _Sql()
     for first in range(60):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import string
+import time
 
 import pytest
 
@@ -39,21 +40,28 @@ def _mostly(common, rare, rare_in_ten: int = 2):
     return st.integers(0, 99).flatmap(lambda i: rare if 40 <= i < 40 + 10 * rare_in_ten else common)
 
 
+# Inside the accepted window (MAX_MESSAGE_AGE_SECONDS, MAX_MESSAGE_AHEAD_SECONDS), with room for the run.
+NOW_MS = int(time.time() * 1000)
+RECENT_TIMES = st.integers(NOW_MS - 6 * 86_400_000, NOW_MS + 1_800_000)
+
+
 def _valid_message_strategy(prefix: str):
     return st.fixed_dictionaries(
         {
             "id": st.text(min_size=1, max_size=40), "clientid": st.text(max_size=40),
+            "username": st.text(min_size=1, max_size=10).filter(lambda u: u != "undefined"),
             "topic": st.text(max_size=20).map(lambda t: f"tenants/{prefix}/{t}"),
             "payload": st.one_of(st.text(max_size=60), json_values, json_values.map(json.dumps)),
-            "publish_received_at": st.integers(0, 253_402_300_799_999),
+            "publish_received_at": RECENT_TIMES,
         },
-        optional={"qos": st.integers(0, 2), "username": st.text(max_size=10), "timestamp": st.integers(0, 2**41)},
+        optional={"qos": st.integers(0, 2), "timestamp": st.integers(0, 2**41)},
     )
 
 
 def _message_strategy(prefix: str):
     topic = st.one_of(st.just(f"tenants/{prefix}/device/t"), st.just("tenants/other/x"), st.text(max_size=20), json_values)
-    time_value = st.one_of(st.integers(min_value=-(2**70), max_value=2**70), st.integers(0, 253_402_300_799_999), json_values)
+    time_value = st.one_of(st.integers(min_value=-(2**70), max_value=2**70), st.integers(0, 253_402_300_799_999),
+                           RECENT_TIMES, json_values)
     text = st.one_of(st.text(max_size=40), json_values)
     return st.fixed_dictionaries(
         {},
@@ -125,7 +133,7 @@ def test_fuzzed_requests_never_get_a_5xx_other_than_503(fuzz_service: ServicePro
     assert fuzz_service.get("/healthz").status == 200
     assert fuzz_service.worker_pids() == workers_before, "a worker died and was replaced"
     output = fuzz_service.output()
-    assert "Exception in ASGI application" not in output and "Traceback" not in output
+    assert "Traceback" not in output
     assert acme.token not in output and beta.token not in output
 
 

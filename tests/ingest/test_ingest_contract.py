@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import re
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -14,6 +15,10 @@ import pytest
 from tests.ingest.service_process import ServiceProcess, emqx_message, start_service, wait_until
 from tests.ingest.tenants import IngestDatabase, TenantSpec
 
+# An hour ago, with a millisecond part: inside the accepted window (MAX_MESSAGE_AGE_SECONDS).
+RECENT_MS = (int(time.time()) - 3600) * 1000 + 123
+DAY_MS = 86_400_000
+
 
 def _rows_with_ids(db: IngestDatabase, tenant: TenantSpec, ids: list[str]) -> list[tuple]:
     return db.rows(tenant, "msg_id = ANY(%s)", (ids,))
@@ -21,31 +26,40 @@ def _rows_with_ids(db: IngestDatabase, tenant: TenantSpec, ids: list[str]) -> li
 
 def test_message_is_stored_with_every_field(service: ServiceProcess, ingest_db: IngestDatabase, tenants):
     acme, _ = tenants
-    message = emqx_message(acme, publish_received_at=1_764_200_000_123, timestamp=1_764_200_000_456)
+    message = emqx_message(acme, publish_received_at=RECENT_MS, timestamp=RECENT_MS + 333)
     response = service.ingest(message, acme.slug, acme.token)
     assert response.status == 202, response.body
     assert response.json()["rows"] == 1
-    [(time, device_id, topic, payload, msg_id)] = _rows_with_ids(ingest_db, acme, [message["id"]])
-    assert time == datetime.fromtimestamp(1_764_200_000.123, tz=UTC)
-    assert (device_id, topic, payload, msg_id) == (message["clientid"], message["topic"], {"temp": 21.5}, message["id"])
+    [(stored_time, device_id, topic, payload, msg_id)] = _rows_with_ids(ingest_db, acme, [message["id"]])
+    assert stored_time == datetime.fromtimestamp(RECENT_MS / 1000, tz=UTC)
+    assert (device_id, topic, payload, msg_id) == (message["username"], message["topic"], {"temp": 21.5}, message["id"])
+
+
+def test_device_id_is_the_authenticated_username_not_the_client_id(service, ingest_db, tenants):
+    # EMQX authenticates the username; the client id is whatever the device presents.
+    acme, _ = tenants
+    message = emqx_message(acme, clientid="acme-device-999", username="acme-device-7")
+    assert service.ingest(message, acme.slug, acme.token).status == 202
+    [row] = _rows_with_ids(ingest_db, acme, [message["id"]])
+    assert row[1] == "acme-device-7"
 
 
 def test_time_falls_back_to_timestamp(service: ServiceProcess, ingest_db: IngestDatabase, tenants):
     acme, _ = tenants
-    message = emqx_message(acme, timestamp=1_764_200_000_999)
+    message = emqx_message(acme, timestamp=RECENT_MS + 876)
     del message["publish_received_at"]
     assert service.ingest(message, acme.slug, acme.token).status == 202
     [row] = _rows_with_ids(ingest_db, acme, [message["id"]])
-    assert row[0] == datetime.fromtimestamp(1_764_200_000.999, tz=UTC)
+    assert row[0] == datetime.fromtimestamp((RECENT_MS + 876) / 1000, tz=UTC)
 
 
 def test_time_rendered_undefined_falls_back_to_timestamp(service: ServiceProcess, ingest_db: IngestDatabase, tenants):
     # EMQX renders a column without a value as the text "undefined": that is a missing value.
     acme, _ = tenants
-    message = emqx_message(acme, publish_received_at="undefined", timestamp=1_764_200_000_777)
+    message = emqx_message(acme, publish_received_at="undefined", timestamp=RECENT_MS + 654)
     assert service.ingest(message, acme.slug, acme.token).status == 202
     [row] = _rows_with_ids(ingest_db, acme, [message["id"]])
-    assert row[0] == datetime.fromtimestamp(1_764_200_000.777, tz=UTC)
+    assert row[0] == datetime.fromtimestamp((RECENT_MS + 654) / 1000, tz=UTC)
 
 
 def test_topic_equal_to_the_prefix_level_is_stored(service: ServiceProcess, ingest_db: IngestDatabase, tenants):
@@ -124,55 +138,65 @@ def _error(response) -> tuple[int, str, str]:
 REFUSALS = [
     # (case, status, error, reason pattern, request builder)
     ("malformed JSON", 400, "bad_request", r"not valid JSON",
-     lambda a, b: dict(body=b'{"id": "x",', tenant=a.slug, token=a.token, raw=True)),
-    ("empty body", 400, "bad_request", r"empty body", lambda a, b: dict(body=b"", tenant=a.slug, token=a.token, raw=True)),
-    ("empty array", 400, "bad_request", r"empty array", lambda a, b: dict(body=[], tenant=a.slug, token=a.token)),
-    ("scalar body", 400, "bad_request", r"object or an array", lambda a, b: dict(body=42, tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": b'{"id": "x",', "tenant": a.slug, "token": a.token, "raw": True}),
+    ("empty body", 400, "bad_request", r"empty body", lambda a, b: {"body": b"", "tenant": a.slug, "token": a.token, "raw": True}),
+    ("empty array", 400, "bad_request", r"empty array", lambda a, b: {"body": [], "tenant": a.slug, "token": a.token}),
+    ("scalar body", 400, "bad_request", r"object or an array", lambda a, b: {"body": 42, "tenant": a.slug, "token": a.token}),
     ("array of non-objects", 400, "bad_request", r"message 1: expected a JSON object",
-     lambda a, b: dict(body=[emqx_message(a), "x"], tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": [emqx_message(a), "x"], "tenant": a.slug, "token": a.token}),
     ("missing id", 400, "bad_request", r"'id' is missing",
-     lambda a, b: dict(body={k: v for k, v in emqx_message(a).items() if k != "id"}, tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": {k: v for k, v in emqx_message(a).items() if k != "id"}, "tenant": a.slug, "token": a.token}),
     ("missing payload", 400, "bad_request", r"'payload' is missing",
-     lambda a, b: dict(body={k: v for k, v in emqx_message(a).items() if k != "payload"}, tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": {k: v for k, v in emqx_message(a).items() if k != "payload"}, "tenant": a.slug, "token": a.token}),
     ("no time at all", 400, "bad_request", r"neither 'publish_received_at' nor 'timestamp'",
-     lambda a, b: dict(body={k: v for k, v in emqx_message(a).items() if k not in ("publish_received_at", "timestamp")},
-                       tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": {k: v for k, v in emqx_message(a).items() if k not in ("publish_received_at", "timestamp")},
+                       "tenant": a.slug, "token": a.token}),
     ("time as text", 400, "bad_request", r"must be an integer",
-     lambda a, b: dict(body=emqx_message(a, publish_received_at="yesterday"), tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": emqx_message(a, publish_received_at="yesterday"), "tenant": a.slug, "token": a.token}),
     ("both times rendered 'undefined'", 400, "bad_request", r"neither 'publish_received_at' nor 'timestamp'",
-     lambda a, b: dict(body=emqx_message(a, publish_received_at="undefined", timestamp="undefined"),
-                       tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": emqx_message(a, publish_received_at="undefined", timestamp="undefined"),
+                       "tenant": a.slug, "token": a.token}),
     ("id rendered 'undefined'", 400, "bad_request", r"'id' is missing",
-     lambda a, b: dict(body=emqx_message(a, id="undefined"), tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": emqx_message(a, id="undefined"), "tenant": a.slug, "token": a.token}),
     ("time out of range", 400, "bad_request", r"outside",
-     lambda a, b: dict(body=emqx_message(a, publish_received_at=10**17), tenant=a.slug, token=a.token)),
-    ("clientid not a string", 400, "bad_request", r"'clientid' must be a string",
-     lambda a, b: dict(body=emqx_message(a, clientid=7), tenant=a.slug, token=a.token)),
-    ("NUL in clientid", 400, "bad_request", r"NUL", lambda a, b: dict(body=emqx_message(a, clientid="d\x00"), tenant=a.slug, token=a.token)),
-    ("missing X-Tenant", 400, "bad_request", r"X-Tenant", lambda a, b: dict(body=emqx_message(a), tenant=None, token=a.token)),
+     lambda a, b: {"body": emqx_message(a, publish_received_at=10**17), "tenant": a.slug, "token": a.token}),
+    ("username not a string", 400, "bad_request", r"'username' must be a string",
+     lambda a, b: {"body": emqx_message(a, username=7), "tenant": a.slug, "token": a.token}),
+    ("NUL in username", 400, "bad_request", r"NUL", lambda a, b: {"body": emqx_message(a, username="d\x00"), "tenant": a.slug, "token": a.token}),
+    ("username missing", 400, "bad_request", r"'username' is missing",
+     lambda a, b: {"body": {k: v for k, v in emqx_message(a).items() if k != "username"}, "tenant": a.slug, "token": a.token}),
+    ("username empty", 400, "bad_request", r"'username' is empty; it is the device's authenticated identity",
+     lambda a, b: {"body": emqx_message(a, username=""), "tenant": a.slug, "token": a.token}),
+    ("username rendered 'undefined'", 400, "bad_request", r"'username' is empty",
+     lambda a, b: {"body": emqx_message(a, username="undefined"), "tenant": a.slug, "token": a.token}),
+    ("time a year old", 400, "bad_request", r"outside the accepted window .*MAX_MESSAGE_AGE_SECONDS=604800",
+     lambda a, b: {"body": emqx_message(a, publish_received_at=RECENT_MS - 365 * DAY_MS), "tenant": a.slug, "token": a.token}),
+    ("time a day ahead", 400, "bad_request", r"outside the accepted window .*MAX_MESSAGE_AHEAD_SECONDS=3600",
+     lambda a, b: {"body": emqx_message(a, publish_received_at=RECENT_MS + 2 * DAY_MS), "tenant": a.slug, "token": a.token}),
+    ("missing X-Tenant", 400, "bad_request", r"X-Tenant", lambda a, b: {"body": emqx_message(a), "tenant": None, "token": a.token}),
     ("missing Authorization", 401, "unauthorized", r"Authorization header is missing",
-     lambda a, b: dict(body=emqx_message(a), tenant=a.slug, token=None)),
-    ("wrong token", 401, "unauthorized", r"wrong token", lambda a, b: dict(body=emqx_message(a), tenant=a.slug, token="nope")),
+     lambda a, b: {"body": emqx_message(a), "tenant": a.slug, "token": None}),
+    ("wrong token", 401, "unauthorized", r"wrong token", lambda a, b: {"body": emqx_message(a), "tenant": a.slug, "token": "nope"}),
     ("another tenant's token", 401, "unauthorized", r"wrong token",
-     lambda a, b: dict(body=emqx_message(b), tenant=b.slug, token=a.token)),
+     lambda a, b: {"body": emqx_message(b), "tenant": b.slug, "token": a.token}),
     ("topic outside the prefix", 403, "forbidden", r"outside this tenant's prefix 'tenants/acme/'",
-     lambda a, b: dict(body=emqx_message(a, topic="tenants/beta/device-1/telemetry"), tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": emqx_message(a, topic="tenants/beta/device-1/telemetry"), "tenant": a.slug, "token": a.token}),
     ("prefix without its slash", 403, "forbidden", r"outside",
-     lambda a, b: dict(body=emqx_message(a, topic="tenants/acmex/d"), tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": emqx_message(a, topic="tenants/acmex/d"), "tenant": a.slug, "token": a.token}),
     ("a longer prefix's own level", 403, "forbidden", r"outside",
-     lambda a, b: dict(body=emqx_message(a, topic="tenants/acmex"), tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": emqx_message(a, topic="tenants/acmex"), "tenant": a.slug, "token": a.token}),
     ("the parent of the prefix", 403, "forbidden", r"outside",
-     lambda a, b: dict(body=emqx_message(a, topic="tenants"), tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": emqx_message(a, topic="tenants"), "tenant": a.slug, "token": a.token}),
     ("one topic outside the prefix in an array", 403, "forbidden", r"message 1: topic",
-     lambda a, b: dict(body=[emqx_message(a), emqx_message(a, topic="tenants/beta/x")], tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": [emqx_message(a), emqx_message(a, topic="tenants/beta/x")], "tenant": a.slug, "token": a.token}),
     ("unknown tenant", 404, "unknown_tenant", r"unknown or disabled",
-     lambda a, b: dict(body=emqx_message(a), tenant="no-such-tenant", token=a.token)),
+     lambda a, b: {"body": emqx_message(a), "tenant": "no-such-tenant", "token": a.token}),
     ("too large", 413, "payload_too_large", r"MAX_BODY_BYTES=65536",
-     lambda a, b: dict(body=emqx_message(a, payload="x" * 70_000), tenant=a.slug, token=a.token)),
+     lambda a, b: {"body": emqx_message(a, payload="x" * 70_000), "tenant": a.slug, "token": a.token}),
     ("text/plain", 415, "unsupported_media_type", r"application/json",
-     lambda a, b: dict(body=emqx_message(a), tenant=a.slug, token=a.token, content_type="text/plain")),
+     lambda a, b: {"body": emqx_message(a), "tenant": a.slug, "token": a.token, "content_type": "text/plain"}),
     ("no content type", 415, "unsupported_media_type", r"application/json",
-     lambda a, b: dict(body=emqx_message(a), tenant=a.slug, token=a.token, content_type="")),
+     lambda a, b: {"body": emqx_message(a), "tenant": a.slug, "token": a.token, "content_type": ""}),
 ]
 
 
@@ -317,14 +341,15 @@ def test_rows_land_in_the_tenant_hypertable(service: ServiceProcess, ingest_db: 
     if not ingest_db.hypertables:
         pytest.skip("TimescaleDB is not installed on this PostgreSQL server: the tenant tables are plain tables here")
     acme, _ = tenants
-    day_ms = 86_400_000
-    messages = [emqx_message(acme, publish_received_at=1_764_000_000_000 + n * 3 * day_ms) for n in range(3)]
+    times = [RECENT_MS - n * 3 * DAY_MS for n in range(3)]  # three days apart: three chunks
+    messages = [emqx_message(acme, publish_received_at=ms) for ms in times]
     assert service.ingest(messages, acme.slug, acme.token).status == 202
     with ingest_db.admin() as conn:
-        chunks = conn.execute(
-            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_schema = %s "
-            "AND range_start <= %s AND range_end > %s",
-            (acme.schema, datetime(2025, 11, 24, 16, tzinfo=UTC), datetime(2025, 11, 24, 16, tzinfo=UTC)),
-        ).fetchone()[0]
-    assert chunks == 1  # the writer role created the chunks it needed
+        for ms in times:
+            at = datetime.fromtimestamp(ms / 1000, tz=UTC)
+            chunks = conn.execute(
+                "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_schema = %s "
+                "AND range_start <= %s AND range_end > %s", (acme.schema, at, at),
+            ).fetchone()[0]
+            assert chunks == 1  # the writer role created the chunks it needed
     assert len(_rows_with_ids(ingest_db, acme, [m["id"] for m in messages])) == 3

@@ -1,10 +1,9 @@
-"""``python -m ingest_service``: validate the environment, then run uvicorn with WORKERS processes."""
+"""``python -m ingest_service``: validate the environment, listen, and supervise WORKERS worker processes."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sys
 import tempfile
 
@@ -23,10 +22,6 @@ def _prepare_metrics_dir() -> str | None:
     return None
 
 
-def _exit_on_signal(signum, frame) -> None:
-    raise SystemExit(0)
-
-
 def main() -> int:
     from ingest_service.config import ConfigError, load_settings
 
@@ -35,39 +30,24 @@ def main() -> int:
     except ConfigError as exc:
         print(f"ingest_service: configuration error: {exc}", file=sys.stderr)
         return 2
-    created_metrics_dir = _prepare_metrics_dir()
-    # uvicorn re-raises the stop signal once it has shut down; end with SystemExit instead,
-    # so that the clean-up below runs.
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, _exit_on_signal)
 
-    import uvicorn
+    from ingest_service.logs import configure_logging
+    from ingest_service.supervisor import Supervisor, listen
 
-    from ingest_service.logs import uvicorn_log_config
-
+    configure_logging(settings.log_level)
     try:
-        uvicorn.run(
-            "ingest_service.app:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            loop="uvloop",
-            http="ingest_service.http:CoalescingHttpToolsProtocol",  # httptools, one write per response
-            proxy_headers=False,
-            lifespan="on",
-            access_log=False,
-            server_header=False,
-            date_header=False,
-            log_config=uvicorn_log_config(settings.log_level),
-            log_level=settings.log_level.lower(),
-            backlog=4096,
-            timeout_keep_alive=75,
-        )
+        listener = listen(settings.host, settings.port)
+    except OSError as exc:
+        print(f"ingest_service: cannot listen on HOST={settings.host} PORT={settings.port}: "
+              f"{exc.strerror or exc}; set HOST and PORT to an address this host has and nothing else uses",
+              file=sys.stderr)
+        return 2
+    created_metrics_dir = _prepare_metrics_dir()
+    try:
+        return Supervisor(settings, listener).run()
     finally:
         if created_metrics_dir:
             shutil.rmtree(created_metrics_dir, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

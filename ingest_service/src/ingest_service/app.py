@@ -1,8 +1,10 @@
-"""The ASGI application.
+"""The routes: POST /ingest, GET /healthz, /readyz, /metrics.
 
-A raw ASGI callable rather than a framework: at 20k+ requests/s on two cores a
-framework's routing, request and response objects would cost more CPU than the
-ingest path itself, and this service has four fixed routes.
+Requests come from ``server.py`` complete, and are answered through their
+slot.  The ingest path runs without a coroutine when it can (a known tenant
+with a valid token): it parses, queues the rows for the group commit and
+answers from the writer's callback, so a pipelined burst costs no task per
+request.  Only a request that needs a registry reload takes the async path.
 """
 
 from __future__ import annotations
@@ -10,26 +12,40 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import orjson
 import psycopg
 
 from ingest_service import metrics
-from ingest_service.config import Settings, load_settings
-from ingest_service.messages import RequestError, parse_rows
-from ingest_service.registry import Registry, RegistryUnavailable
-from ingest_service.writer import BatchWriter, DatabaseUnavailable, NaiveWriter, QueueFull, make_pool
+from ingest_service.config import Settings
+from ingest_service.database import DatabaseUnavailable, make_pool
+from ingest_service.deadline import call_before
+from ingest_service.messages import RequestError, TimeWindow, parse_rows
+from ingest_service.naive import NaiveWriter
+from ingest_service.registry import Registry, RegistryUnavailable, Tenant
+from ingest_service.server import Request, Slot, build_response, error_body
+from ingest_service.writer import SPARE_CONNECTIONS, BatchWriter, QueueFull
 
 log = logging.getLogger("ingest_service")
 
-RETRY_AFTER = b"1"
-ACCEPTED_ONE = b'{"status":"accepted","rows":1}'
+RETRY_AFTER = b"retry-after: 1\r\n"
 BEARER = b"bearer "
 MAX_TENANT_CHARS = 128
+MAX_ACCEPTED_HEADERS = 10_000
+ACCEPTED_ONE = build_response(202, b'{"status":"accepted","rows":1}')
+HEALTHY = build_response(200, b'{"status":"ok"}')
+READY = build_response(200, b'{"status":"ready"}')
+NOT_FOUND = build_response(404, error_body("not_found", "no such path"))
+USE_POST = build_response(405, error_body("method_not_allowed", "use POST"), headers=b"allow: POST\r\n")
+USE_GET = build_response(405, error_body("method_not_allowed", "use GET"), headers=b"allow: GET, HEAD\r\n")
+UNAUTHORIZED_HEADERS = b'www-authenticate: Bearer realm="ingest"\r\n'
 
 
 def _json_media_type(value: bytes) -> bool:
     media = value.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+def _unavailable(reason: str, head: bool = False) -> bytes:
+    return build_response(503, error_body("unavailable", reason), headers=RETRY_AFTER, head=head)
 
 
 class IngestApp:
@@ -38,15 +54,22 @@ class IngestApp:
         self.registry: Registry | None = None
         self.pool = None
         self.writer: BatchWriter | NaiveWriter | None = None
+        self.window = TimeWindow(settings.max_message_age_seconds, settings.max_message_ahead_seconds)
         self._started = False
         self._metrics_task: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._accepted: dict[tuple[bytes | None, bytes | None], Tenant] = {}
+        self._accepted_for: dict[str, Tenant] | None = None
 
-    # -- lifespan -------------------------------------------------------------------------------
+    # -- lifecycle ----------------------------------------------------------------------------------
 
     async def startup(self) -> None:
         s = self.settings
-        size = s.batch_writers if s.ingest_mode == "batched" else s.db_pool_size
-        self.pool = make_pool(s.database_url, size, s.db_timeout_seconds)
+        if s.ingest_mode == "batched":
+            # Spare connections: stalled and failed batches are settled beside the writer loops.
+            self.pool = make_pool(s.database_url, s.batch_writers, s.db_timeout_seconds, spare=SPARE_CONNECTIONS)
+        else:
+            self.pool = make_pool(s.database_url, s.db_pool_size, s.db_timeout_seconds)
         # Do not wait for the database: the service starts (and answers 503) while it is down.
         await self.pool.open(wait=False)
         if s.ingest_mode == "batched":
@@ -65,6 +88,7 @@ class IngestApp:
     async def shutdown(self) -> None:
         if self._metrics_task is not None:
             self._metrics_task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.writer is not None:
             await self.writer.stop()
         if self.registry is not None:
@@ -74,130 +98,143 @@ class IngestApp:
         metrics.QUEUE_ROWS.set(0)
         metrics.flush()
 
-    # -- ASGI -----------------------------------------------------------------------------------
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def __call__(self, scope, receive, send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            path = scope["path"]
-            if path == "/ingest":
-                if scope["method"] != "POST":
-                    return await _respond(send, 405, _error_body("method_not_allowed", "use POST"), [(b"allow", b"POST")])
-                return await self._ingest(scope, receive, send)
-            if scope["method"] not in ("GET", "HEAD"):
-                return await _respond(send, 405, _error_body("method_not_allowed", "use GET"), [(b"allow", b"GET")])
-            if path == "/healthz":
-                return await _respond(send, 200, b'{"status":"ok"}')
-            if path == "/readyz":
-                return await self._readyz(send)
-            if path == "/metrics":
-                metrics.QUEUE_ROWS.set(self.writer.queued_rows)
-                body, content_type = metrics.render()
-                return await _respond(send, 200, body, content_type=content_type.encode())
-            return await _respond(send, 404, _error_body("not_found", "no such path"))
-        if kind == "lifespan":
-            return await self._lifespan(receive, send)
+    # -- routing ------------------------------------------------------------------------------------
 
-    async def _lifespan(self, receive, send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:
-                    log.exception("startup failed")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    def handle(self, request: Request, slot: Slot) -> None:
+        path = request.path
+        if b"?" in path:
+            path = path.split(b"?", 1)[0]
+        if path == b"/ingest":
+            if request.method != b"POST":
+                return slot.answer(USE_POST)
+            return self._ingest(request, slot)
+        if request.method not in (b"GET", b"HEAD"):
+            return slot.answer(USE_GET)
+        head = request.head_only
+        if path == b"/healthz":
+            return slot.answer(build_response(200, b'{"status":"ok"}', head=True) if head else HEALTHY)
+        if path == b"/readyz":
+            return self._spawn(self._readyz(slot, head))
+        if path == b"/metrics":
+            metrics.QUEUE_ROWS.set(self.writer.queued_rows)
+            body, content_type = metrics.render()
+            return slot.answer(build_response(200, body, content_type=content_type.encode(), head=head))
+        return slot.answer(NOT_FOUND)
 
-    async def _readyz(self, send) -> None:
+    async def _readyz(self, slot: Slot, head: bool) -> None:
+        timeout = self.settings.db_timeout_seconds
+        loop = asyncio.get_running_loop()
+
+        async def check(connection_slot) -> None:
+            conn = await psycopg.AsyncConnection.connect(
+                self.settings.database_url, connect_timeout=max(1, int(timeout)), autocommit=True)
+            connection_slot.use(conn)
+            try:
+                await conn.execute("SELECT 1")
+            finally:
+                await conn.close()
+
         try:
-            async with await psycopg.AsyncConnection.connect(
-                self.settings.database_url, connect_timeout=max(1, int(self.settings.db_timeout_seconds))
-            ) as conn:
-                async with asyncio.timeout(self.settings.db_timeout_seconds):
-                    await conn.execute("SELECT 1")
-        except Exception as exc:
-            reason = f"database unreachable: {type(exc).__name__}"
-            return await _respond(send, 503, _error_body("unavailable", reason), [(b"retry-after", RETRY_AFTER)])
+            await call_before(loop.time() + timeout, check)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered; _refuse logs the unexpected ones
+            return slot.answer(_unavailable(f"database unreachable: {type(exc).__name__}", head))
         if not self.registry.loaded:
-            return await _respond(send, 503, _error_body("unavailable", "tenant registry not loaded yet"),
-                                  [(b"retry-after", RETRY_AFTER)])
-        return await _respond(send, 200, b'{"status":"ready"}')
+            return slot.answer(_unavailable("tenant registry not loaded yet", head))
+        slot.answer(build_response(200, b'{"status":"ready"}', head=True) if head else READY)
 
-    async def _ingest(self, scope, receive, send) -> None:
-        tenant_header = token = content_type = content_length = None
-        for name, value in scope["headers"]:
-            if name == b"x-tenant":
-                tenant_header = value
-            elif name == b"authorization":
-                token = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                content_length = value
-        slug = metrics.UNKNOWN_TENANT
+    # -- POST /ingest -------------------------------------------------------------------------------
+
+    def _ingest(self, request: Request, slot: Slot) -> None:
         try:
-            if content_type is None or not _json_media_type(content_type):
+            if request.content_type is None or not _json_media_type(request.content_type):
                 raise RequestError(415, "unsupported_media_type", "Content-Type must be application/json")
-            limit = self.settings.max_body_bytes
-            if content_length is not None:
-                try:
-                    declared = int(content_length)
-                except ValueError:
-                    raise RequestError(400, "bad_request", "Content-Length is not a number") from None
-                if declared > limit:
-                    raise RequestError(413, "payload_too_large", f"body is larger than MAX_BODY_BYTES={limit}")
-            tenant = await self._authenticate(tenant_header, token)
-            slug = tenant.slug
-            body = await _read_body(receive, limit)
-            if body is None:
-                raise RequestError(413, "payload_too_large", f"body is larger than MAX_BODY_BYTES={limit}")
-            rows = parse_rows(body, tenant.topic_prefix)
-            await self.writer.write(tenant, rows, len(body))
-        except RequestError as exc:
-            if exc.tenant:
-                slug = exc.tenant
-            log.info("request refused", extra={"fields": {
-                "tenant": slug if slug != metrics.UNKNOWN_TENANT else _printable(tenant_header),
-                "status": exc.status, "reason": exc.reason}})
-            metrics.count_request(slug, exc.status)
-            headers = [(b"www-authenticate", b'Bearer realm="ingest"')] if exc.status == 401 else None
-            return await _respond(send, exc.status, _error_body(exc.error, exc.reason), headers)
-        except (DatabaseUnavailable, QueueFull, RegistryUnavailable) as exc:
-            reason = ("queue full: " if isinstance(exc, QueueFull) else "database unavailable: ") + str(exc)
-            metrics.count_request(slug, 503)
-            return await _respond(send, 503, _error_body("unavailable", reason), [(b"retry-after", RETRY_AFTER)])
-        metrics.count_request(slug, 202)
-        count = len(rows)
-        body = ACCEPTED_ONE if count == 1 else b'{"status":"accepted","rows":%d}' % count
-        await send({"type": "http.response.start", "status": 202,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
-        await send({"type": "http.response.body", "body": body})
+            tenant = self._known_tenant(request.tenant, request.authorization)
+            if tenant is None:  # a registry reload first: the tenant or its token may be new
+                return self._spawn(self._ingest_after_reload(request, slot))
+            self._queue(tenant, request, slot)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered; _refuse logs the unexpected ones
+            self._refuse(exc, request, slot)
 
-    async def _authenticate(self, tenant_header: bytes | None, authorization: bytes | None):
+    async def _ingest_after_reload(self, request: Request, slot: Slot) -> None:
+        try:
+            tenant = await self._authenticate(request.tenant, request.authorization)
+            self._queue(tenant, request, slot)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered; _refuse logs the unexpected ones
+            self._refuse(exc, request, slot)
+
+    def _queue(self, tenant: Tenant, request: Request, slot: Slot) -> None:
+        slug = tenant.slug
+        try:
+            rows = parse_rows(request.body, tenant.topic_prefix, self.window)
+            count = len(rows)
+
+            def committed(exc: BaseException | None) -> None:
+                if exc is None:
+                    metrics.count_request(slug, 202)
+                    slot.answer(ACCEPTED_ONE if count == 1 else build_response(
+                        202, b'{"status":"accepted","rows":%d}' % count))
+                else:
+                    self._refuse(exc, request, slot, slug)
+
+            self.writer.submit(tenant, rows, len(request.body), committed)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered; _refuse logs the unexpected ones
+            self._refuse(exc, request, slot, slug)
+
+    def _refuse(self, exc: BaseException, request: Request, slot: Slot, slug: str | None = None) -> None:
+        """Answer a request that was not committed; ``slug`` is its tenant's once authenticated."""
+        if isinstance(exc, RequestError):
+            slug = slug or exc.tenant
+            log.info("request refused", extra={"fields": {
+                "tenant": slug or _printable(request.tenant), "status": exc.status, "reason": exc.reason}})
+            metrics.count_request(slug or metrics.UNKNOWN_TENANT, exc.status)
+            headers = UNAUTHORIZED_HEADERS if exc.status == 401 else b""
+            return slot.answer(build_response(exc.status, error_body(exc.error, exc.reason), headers=headers))
+        if isinstance(exc, (DatabaseUnavailable, QueueFull, RegistryUnavailable)):
+            reason = ("queue full: " if isinstance(exc, QueueFull) else "database unavailable: ") + str(exc)
+            metrics.count_request(slug or metrics.UNKNOWN_TENANT, 503)
+            return slot.answer(_unavailable(reason))
+        log.error("request failed unexpectedly", exc_info=exc)
+        metrics.count_request(slug or metrics.UNKNOWN_TENANT, 500)
+        slot.answer(build_response(500, error_body("internal_error", "the request could not be handled")))
+
+    def _known_tenant(self, tenant_header: bytes | None, authorization: bytes | None) -> Tenant | None:
+        """The tenant when the registry in memory accepts the request; None when a reload must decide."""
+        if not self._started or not self.registry.loaded:
+            return None
+        tenants = self.registry.tenants
+        if tenants is not self._accepted_for:  # reloaded: what was accepted is decided anew
+            self._accepted, self._accepted_for = {}, tenants
+        # The same few header pairs come with every request: hashing the token each time would cost
+        # more than the rest of authentication.  Only current tokens are remembered (a previous one's
+        # grace period ends by the clock), and only accepted ones, so the map stays small.
+        accepted = self._accepted.get((tenant_header, authorization))
+        if accepted is not None:
+            return accepted
+        slug = _slug(tenant_header)
+        tenant = tenants.get(slug)
+        if tenant is None:
+            return None
+        token = _bearer_token(authorization, slug)
+        if tenant.accepts_current(token):
+            if len(self._accepted) >= MAX_ACCEPTED_HEADERS:
+                self._accepted.clear()
+            self._accepted[(tenant_header, authorization)] = tenant
+            return tenant
+        return tenant if tenant.accepts(token) else None
+
+    async def _authenticate(self, tenant_header: bytes | None, authorization: bytes | None) -> Tenant:
         if not self._started or not self.registry.loaded and not await self._try_load():
             raise RegistryUnavailable("tenant registry not loaded yet")
-        if not tenant_header:
-            raise RequestError(400, "bad_request", "X-Tenant header is missing")
-        try:
-            slug = tenant_header.decode("ascii")
-        except UnicodeDecodeError:
-            slug = None
-        if slug is None or len(slug) > MAX_TENANT_CHARS:
-            raise RequestError(404, "unknown_tenant", "no such tenant")
+        slug = _slug(tenant_header)
         tenant = await self.registry.lookup(slug)
         if tenant is None:
             raise RequestError(404, "unknown_tenant", f"tenant {slug!r} is unknown or disabled")
-        if authorization is None:
-            raise RequestError(401, "unauthorized", "Authorization header is missing", tenant=slug)
-        if len(authorization) <= len(BEARER) or authorization[: len(BEARER)].lower() != BEARER:
-            raise RequestError(401, "unauthorized", "Authorization must be 'Bearer <token>'", tenant=slug)
-        token = authorization[len(BEARER):].strip()
+        token = _bearer_token(authorization, slug)
         if tenant.accepts(token):
             return tenant
         # The token may have been rotated a moment ago: look once more before refusing.
@@ -223,43 +260,27 @@ class IngestApp:
         return True
 
 
+def _slug(tenant_header: bytes | None) -> str:
+    if not tenant_header:
+        raise RequestError(400, "bad_request", "X-Tenant header is missing")
+    try:
+        slug = tenant_header.decode("ascii")
+    except UnicodeDecodeError:
+        slug = None
+    if slug is None or len(slug) > MAX_TENANT_CHARS:
+        raise RequestError(404, "unknown_tenant", "no such tenant")
+    return slug
+
+
+def _bearer_token(authorization: bytes | None, slug: str) -> bytes:
+    if authorization is None:
+        raise RequestError(401, "unauthorized", "Authorization header is missing", tenant=slug)
+    if len(authorization) <= len(BEARER) or authorization[: len(BEARER)].lower() != BEARER:
+        raise RequestError(401, "unauthorized", "Authorization must be 'Bearer <token>'", tenant=slug)
+    return authorization[len(BEARER):].strip()
+
+
 def _printable(value: bytes | None) -> str | None:
     if value is None:
         return None
     return value[:MAX_TENANT_CHARS].decode("ascii", "replace")
-
-
-def _error_body(error: str, reason: str) -> bytes:
-    return orjson.dumps({"error": error, "reason": reason})
-
-
-async def _read_body(receive, limit: int) -> bytes | None:
-    """The whole body, or None once it exceeds the limit."""
-    message = await receive()
-    body = message.get("body", b"")
-    if not message.get("more_body"):
-        return body if len(body) <= limit else None
-    chunks = [body]
-    size = len(body)
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _respond(send, status: int, body: bytes, headers=None, content_type: bytes = b"application/json") -> None:
-    response_headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
-    if headers:
-        response_headers.extend(headers)
-    await send({"type": "http.response.start", "status": status, "headers": response_headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def create_app() -> IngestApp:
-    """The uvicorn factory: each worker process builds its own app from the environment."""
-    return IngestApp(load_settings())

@@ -32,6 +32,13 @@ class Settings:
     db_pool_size: int = 4
     log_level: str = "INFO"
     ingest_mode: str = "batched"
+    # HTTP: EMQX pipelines up to enable_pipelining (default 100) requests per connection.
+    max_inflight_per_connection: int = 128
+    max_header_bytes: int = 16_384
+    read_timeout_seconds: float = 10.0
+    idle_timeout_seconds: float = 30.0
+    max_message_age_seconds: float = 7 * 86_400.0
+    max_message_ahead_seconds: float = 3_600.0
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
@@ -114,4 +121,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_size=_int(env, "DB_POOL_SIZE", 4, 1, 200),
         log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         ingest_mode=_choice(env, "INGEST_MODE", "batched", INGEST_MODES),
+        max_inflight_per_connection=_int(env, "MAX_INFLIGHT_PER_CONNECTION", 128, 1, 100_000),
+        max_header_bytes=_int(env, "MAX_HEADER_BYTES", 16_384, 1024, 1_048_576),
+        read_timeout_seconds=_float(env, "READ_TIMEOUT_SECONDS", 10.0, 0.5, 3600.0),
+        idle_timeout_seconds=_float(env, "IDLE_TIMEOUT_SECONDS", 30.0, 0.5, 86_400.0),
+        max_message_age_seconds=_float(env, "MAX_MESSAGE_AGE_SECONDS", 7 * 86_400.0, 1.0, 100 * 365 * 86_400.0),
+        max_message_ahead_seconds=_float(env, "MAX_MESSAGE_AHEAD_SECONDS", 3_600.0, 1.0, 100 * 365 * 86_400.0),
     )

@@ -30,18 +30,12 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def uvicorn_log_config(level: str) -> dict:
-    """A logging dictConfig that makes uvicorn's own lines JSON too, in the supervisor and the workers."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "ingest_service.logs.JsonFormatter"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
-        "root": {"handlers": ["stderr"], "level": level},
-        "loggers": {
-            "uvicorn": {"handlers": [], "propagate": True, "level": level},
-            "uvicorn.error": {"handlers": [], "propagate": True, "level": level},
-            "uvicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
-            "psycopg.pool": {"handlers": [], "propagate": True, "level": "WARNING" if level in ("DEBUG", "INFO") else level},
-        },
-    }
+def configure_logging(level: str) -> None:
+    """JSON lines on stderr, in the supervisor and in every worker."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # The pool logs every failed reconnection attempt during an outage; our own lines say it once.
+    logging.getLogger("psycopg.pool").setLevel("WARNING" if level in ("DEBUG", "INFO") else level)

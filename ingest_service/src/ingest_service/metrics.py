@@ -67,7 +67,7 @@ def flush() -> None:
 
 
 def _forget_dead_workers(directory: str) -> None:
-    """uvicorn replaces a dead worker without telling us: drop its live gauges (the queue depth)."""
+    """The supervisor replaces a dead worker without telling us: drop its live gauges (the queue depth)."""
     for name in os.listdir(directory):
         if name.startswith("gauge_live") and name.endswith(".db"):
             pid = int(name.rsplit("_", 1)[1][:-3])

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from ingest_service.deadline import ConnectionSlot, call_before
+
 log = logging.getLogger("ingest_service.registry")
 
 CHANNEL = "telemetry_registry"
@@ -49,6 +51,10 @@ class Tenant:
     token_sha256: bytes
     previous_token_sha256: bytes | None
     previous_token_expires_at: float | None
+
+    def accepts_current(self, token: bytes) -> bool:
+        """The current token (no grace period to expire): an answer that holds until the registry changes."""
+        return hmac.compare_digest(hashlib.sha256(token).hexdigest().encode(), self.token_sha256)
 
     def accepts(self, token: bytes) -> bool:
         digest = hashlib.sha256(token).hexdigest().encode()
@@ -87,16 +93,28 @@ class Registry:
 
     async def _load(self) -> None:
         # One kept connection for the queries (the LISTEN connection is busy waiting for notifications).
+        # The query answers within DB_TIMEOUT_SECONDS even when the server is paused: requests wait on it.
+        async def query(slot: ConnectionSlot) -> tuple[psycopg.AsyncConnection, list]:
+            conn = self._query_conn
+            if conn is None or conn.closed:
+                conn = await self._connect()
+            slot.use(conn)
+            try:
+                return conn, await (await conn.execute(LOAD_SQL)).fetchall()
+            except BaseException:
+                if self._query_conn is conn:
+                    self._query_conn = None
+                await conn.close()  # here, once nothing waits on its socket any more
+                raise
+
+        loop = asyncio.get_running_loop()
         try:
-            if self._query_conn is None or self._query_conn.closed:
-                self._query_conn = await self._connect()
-            async with asyncio.timeout(self._connect_timeout):
-                rows = await (await self._query_conn.execute(LOAD_SQL)).fetchall()
+            self._query_conn, rows = await call_before(loop.time() + self._connect_timeout, query)
         except (psycopg.Error, OSError, TimeoutError) as exc:
             if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, OSError, TimeoutError)):
                 # Reachable but refusing (privilege, missing table): an operator must act.
                 log.error("registry cannot be read", extra={"fields": {"error": _first_line(exc)}})
-            await self._drop_query_conn()
+            self._query_conn = None  # the query closes it (an abandoned one when its wait ends)
             raise RegistryUnavailable(_first_line(exc)) from exc
         tenants = {}
         for slug, schema_name, prefix, token, previous, expires in rows:
@@ -209,10 +227,7 @@ class Registry:
     async def _drop_query_conn(self) -> None:
         conn, self._query_conn = self._query_conn, None
         if conn is not None:
-            try:
-                await conn.close()
-            except Exception:
-                pass
+            await conn.close()  # never raises: it only drops the libpq connection
 
     async def _poll(self) -> None:
         while True:
@@ -240,6 +255,8 @@ class Registry:
                         if notified:
                             await self.reload(fresh=True)
                         else:  # quiet for a while: is the connection still there?
+                            # psycopg's own cancellation may hold this task ~10 s on a hung server;
+                            # only the listener waits for it.
                             async with asyncio.timeout(self._connect_timeout):
                                 await conn.execute("SELECT 1")
             except asyncio.CancelledError:
