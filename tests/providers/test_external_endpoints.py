@@ -37,7 +37,6 @@ from tests.emqx_double.fixtures import API_KEY, API_SECRET
 from tests.emqx_double.server import EmqxDouble
 from tests.providers._db_helpers import fetch_all, fetch_one
 from tests.unit import harness
-from tests.unit.platform_mocks import settle
 from tests.unit.test_config import dev_config
 
 INGEST_URL = "http://127.0.0.1:18000"
@@ -148,9 +147,7 @@ def engine(timescaledb: str) -> Iterator[EngineStandIn]:
 
 def deploy(engine: EngineStandIn, config: dict[str, Any]) -> harness.ProgramRun:
     with patch.object(harness._Mocks, "new_resource", lambda mocks, args: engine.new_resource(mocks, args)):
-        run = harness.run_program(config, stack="external")
-        settle()
-    return run
+        return harness.run_program(config, stack="external")
 
 
 def emqx_get(double: EmqxDouble, path: str) -> Any:
