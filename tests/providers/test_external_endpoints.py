@@ -189,4 +189,5 @@ def test_external_endpoints_wrong_broker_secret_fails_with_the_resource_and_reas
     assert isinstance(engine.failed, EmqxApiError), engine.failed
     message = str(engine.failed)
     assert "EMQX rejected the API key" in message and "401" in message and emqx.url in message
+    assert "telemetry:emqx.external.apiKey" in message
     assert "not-the-secret-0000" not in message
