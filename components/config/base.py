@@ -104,8 +104,6 @@ def _describe(error: Mapping[str, Any], key: str) -> str:
         return f"{NAMESPACE}:{path}: unknown key; remove it or correct its spelling"
     if kind == "missing":
         return f"{NAMESPACE}:{path}: required key is missing; add it"
-    if kind == "too_short" and error["loc"][-1:] == ("devices",):
-        return f"{NAMESPACE}:{path}: the device list is empty; list at least one MQTT username"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind.endswith(("_type", "_parsing")) or kind in {"greater_than_equal", "less_than_equal"}:
         message = f"{message} (got {error.get('input')!r}); correct the value"

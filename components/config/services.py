@@ -42,19 +42,34 @@ class ExternalTimescaleDbConfig(_Section):
         return value
 
 
+SERVER_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:[0-9]{1,5}$")
+
+
 class ExternalEmqxConfig(_Section):
-    """An existing EMQX cluster the stack does not run; tenants are managed through its API."""
+    """An existing EMQX cluster the stack does not run; tenants and device access are managed through its API."""
 
     api_url: str
     api_key: SecretStr
     api_secret: SecretStr
     # Where that EMQX reaches this stack's ingest service (its connector's URL).
     ingest_url: str
-    # Where that EMQX's requests come from (kubernetes: the ingest NetworkPolicy admits these).
+    # Where that EMQX's requests come from (kubernetes: the ingest NetworkPolicy admits these, and
+    # the database's too, since EMQX authenticates devices from it).
     source_ranges: list[str] = Field(default_factory=list)
+    # `host:port` at which that EMQX reaches the stack's PostgreSQL to authenticate devices.
+    # Required when the database is the stack's own (its addresses are private to the Docker
+    # network or the cluster); defaults to telemetry:timescaledb.external's host and port.
+    database_server: str | None = None
 
     _urls = field_validator("api_url", "ingest_url")(_http_url)
     _source_ranges = field_validator("source_ranges")(_cidrs)
+
+    @field_validator("database_server")
+    @classmethod
+    def _database_server(cls, value: str | None) -> str | None:
+        if value is not None and not SERVER_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not host:port; write e.g. 'db-tunnel.example.com:5432'")
+        return value
 
 
 def _cpu_limit(value: float | None) -> float | None:

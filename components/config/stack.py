@@ -76,6 +76,29 @@ def _check_platform(raw_platform: Any, problems: list[str]) -> str:
     return raw_platform
 
 
+def _check_device_database(platform: str, sections: dict[str, Any], problems: list[str]) -> None:
+    """An external EMQX must be told where it reaches the stack's own database.
+
+    EMQX authenticates devices from the registry, so it connects to PostgreSQL itself. The stack's
+    own database is private: on Docker it is `timescaledb:5432` on the stack network and its host
+    port is bound to 127.0.0.1 (the external EMQX's own loopback), on Kubernetes the in-cluster
+    Service `timescaledb-rw`. Neither is reachable from an EMQX elsewhere, and no default could be
+    right, so the address is a required key then.
+    """
+    broker: ExternalEmqxConfig | None = sections["emqx"].external
+    if broker is None or broker.database_server is not None or sections["timescaledb"].external is not None:
+        return
+    private = ("timescaledb:5432 on the stack's Docker network (its host port listens on 127.0.0.1 only)"
+               if platform == "docker" else "the in-cluster Service timescaledb-rw")
+    problems.append(
+        f"{NAMESPACE}:emqx.external.databaseServer: required key is missing; the external EMQX authenticates "
+        f"devices from this stack's PostgreSQL, which it cannot reach at {private}. Give the host:port at which "
+        f"that EMQX reaches it (e.g. a tunnel or load balancer you run: `pulumi config set --path "
+        f"{NAMESPACE}:emqx.external.databaseServer db-tunnel.example.com:5432`), or use an external database "
+        f"({NAMESPACE}:timescaledb.external) that both reach"
+    )
+
+
 def _check_platform_sections(platform: str, has_kubernetes: bool, sections: dict[str, Any], problems: list[str]) -> None:
     """What each platform needs from the kubernetes and external sections."""
     kubernetes: KubernetesConfig = sections["kubernetes"]
@@ -147,6 +170,7 @@ def parse_stack_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = fro
     if all(sections.values()):
         _check_ports(sections["timescaledb"], sections["emqx"], sections["ingest"], problems)
         _check_platform_sections(platform, "kubernetes" in raw, sections, problems)
+        _check_device_database(platform, sections, problems)
     if problems:
         raise ConfigError(problems)
     return StackConfig(platform=platform, tenants=tenants, mqtt_tls=mqtt_tls, **sections)

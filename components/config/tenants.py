@@ -31,7 +31,10 @@ DEVICE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 class TenantConfig(_Section):
     slug: str
     topic_prefix: str
-    devices: list[str] = Field(min_length=1)
+    # Only for stacks deployed before devices were registry rows: the devices listed here are
+    # imported into the registry with the passwords they already have (README "Devices",
+    # migration). New devices are added with `python -m tools.devices`, never here.
+    devices: list[str] = Field(default_factory=list)
     chunk_interval: str = "1 day"
     retention: str | None = None
     compress_after: str | None = None
@@ -70,7 +73,9 @@ class TenantConfig(_Section):
         if bad:
             raise ValueError(
                 f"{', '.join(map(repr, bad))}: device usernames use letters, digits, '_', '.' or '-', "
-                "start with a letter or digit and have at most 64 characters"
+                "start with a letter or digit and have at most 64 characters (this list only carries the "
+                "devices of stacks from before devices were registry rows; add new devices with "
+                "`python -m tools.devices add`, not here)"
             )
         repeated = sorted({device for device in value if value.count(device) > 1})
         if repeated:
