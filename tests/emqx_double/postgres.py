@@ -177,6 +177,7 @@ class PostgresBackends:
         self.addresses: dict[str, tuple[str, int]] = {}
         self.authenticator: PostgresAuthenticator | None = None
         self.source: PostgresAuthorizationSource | None = None
+        self.down = False
 
     def dsn(self, config: dict[str, Any]) -> str:
         server = config["server"]
@@ -188,6 +189,8 @@ class PostgresBackends:
 
     def status(self, config: dict[str, Any]) -> str:
         """What the resource's health check finds: connected, or disconnected."""
+        if self.down:
+            return "disconnected"
         try:
             psycopg.connect(self.dsn(config), autocommit=True).close()
         except psycopg.Error:
@@ -209,6 +212,7 @@ class PostgresBackends:
         self.authenticator = PostgresAuthenticator(
             self.dsn(config), config["query"], config["password_hash_algorithm"], emulator_version(self.version),
             node_cache=self._node_cache(node_cache))
+        self.set_database_down(self.down)
 
     def configure_source(self, config: dict[str, Any] | None, node_cache: dict[str, Any] | None) -> None:
         if config is None:
@@ -216,6 +220,17 @@ class PostgresBackends:
             return
         self.source = PostgresAuthorizationSource(self.dsn(config), config["query"], emulator_version(self.version),
                                                   node_cache=self._node_cache(node_cache))
+        self.set_database_down(self.down)
+
+    def set_database_down(self, down: bool = True) -> None:
+        """The database stops answering EMQX (every connection refused), or answers again."""
+        self.down = down
+        for backend in (self.authenticator, self.source):
+            if backend is None:
+                continue
+            connector = backend.connector
+            connector.up_dsn = getattr(connector, "up_dsn", connector.dsn)
+            connector.dsn = make_conninfo(connector.up_dsn, host="127.0.0.1", port=1) if down else connector.up_dsn
 
     def reset(self, which: Callable[[PostgresBackends], Any]) -> None:
         backend = which(self)
