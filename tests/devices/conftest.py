@@ -104,13 +104,13 @@ def _login(server: PostgresServer, dsn: str, role: str, password: str) -> str:
     return server.dsn(dbname, user=role, password=password)
 
 
-@pytest.fixture()
-def device_db(postgres_server: PostgresServer, database: str) -> Iterator[DeviceDb]:
+def make_device_db(server: PostgresServer, database: str, prefixes: dict[str, str]) -> DeviceDb:
+    """The registry with these tenants (slug -> topic prefix), and the two device roles granted as planned."""
     suffix = uuid.uuid4().hex[:8]
     roles = {"emqx": f"emqx_auth_{suffix}", "manager": f"device_manager_{suffix}"}
     passwords = {label: f"pw-{label}-{uuid.uuid4().hex}" for label in roles}
     TenantRegistryProvider().create({"dsn": database})
-    for slug, prefix in PREFIXES.items():
+    for slug, prefix in prefixes.items():
         TenantRegistrationProvider().create(
             {"dsn": database, "slug": slug, "schema_name": "tenant_" + slug.replace("-", "_"),
              "topic_prefix": prefix, "token": f"token-{slug}"}
@@ -124,18 +124,28 @@ def device_db(postgres_server: PostgresServer, database: str) -> Iterator[Device
     with psycopg.connect(database) as conn:  # one transaction, as pulumi-postgresql does
         for grant in plan:
             conn.execute(to_sql(grant))
-    yield DeviceDb(
-        postgres_server,
+    return DeviceDb(
+        server,
         database,
-        _login(postgres_server, database, roles["emqx"], passwords["emqx"]),
-        _login(postgres_server, database, roles["manager"], passwords["manager"]),
+        _login(server, database, roles["emqx"], passwords["emqx"]),
+        _login(server, database, roles["manager"], passwords["manager"]),
         roles["emqx"],
         roles["manager"],
     )
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP OWNED BY {}, {}").format(*map(sql.Identifier, roles.values())))
-        for role in roles.values():
+
+
+def drop_device_db(db: DeviceDb) -> None:
+    with psycopg.connect(db.superuser_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}, {}").format(*map(sql.Identifier, (db.emqx_role, db.manager_role))))
+        for role in (db.emqx_role, db.manager_role):
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture()
+def device_db(postgres_server: PostgresServer, database: str) -> Iterator[DeviceDb]:
+    db = make_device_db(postgres_server, database, PREFIXES)
+    yield db
+    drop_device_db(db)
 
 
 # --------------------------------------------------------------------------- the broker as the stack sets it up
