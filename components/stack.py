@@ -79,7 +79,8 @@ def build_stack(config: StackConfig, project: str, stack: str) -> dict[str, Any]
             pulumi.log.warn(
                 f"{NAMESPACE}:tenants[{index}].devices ({tenant.slug}): these devices are imported into the "
                 "registry with the passwords they have; once this `pulumi up` has run, remove the key (`pulumi "
-                f"config set --path ...` or edit Pulumi.<stack>.yaml) and manage devices with `python -m tools.devices`"
+                f"config rm --path '{NAMESPACE}:tenants[{index}].devices'`, or edit Pulumi.<stack>.yaml) and manage "
+                "devices with `python -m tools.devices`"
             )
     if migrating:
         # Only while tenants still list devices: the passwords those devices already hold.
