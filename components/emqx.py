@@ -1,4 +1,4 @@
-"""EMQX: the broker container, its API credentials, and the stack-wide broker objects."""
+"""EMQX: the broker container, its API credentials, and the HTTP connector to the ingest service."""
 
 from __future__ import annotations
 

@@ -67,13 +67,13 @@ class Broker:
             probe.username_pw_set(user, password)
             try:
                 probe.connect(self.host, self.port)
-                if probe.loop(timeout=1.0) == 0 and probe.is_connected():
-                    probe.disconnect()
-                    return
+                accepted = probe.loop(timeout=1.0) == 0 and probe.is_connected()
             except OSError:
-                pass
+                accepted = False
             finally:
-                probe.loop_stop()
+                probe.disconnect()
+            if accepted:
+                return
             if time.monotonic() > deadline:
                 raise AssertionError(f"mosquitto did not accept {user} after SIGHUP: {self.log.read_text()}")
             time.sleep(0.1)
