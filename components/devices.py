@@ -137,39 +137,42 @@ def stale_bounds(emqx_major: int) -> dict[str, int]:
     return {"connect": node, "publish": _seconds(AUTHZ_CACHE["ttl"]) + node}
 
 
-def _connection(server: str, database: str, username: str, password: str, pool_size: int) -> dict[str, Any]:
+def _connection(server: str, database: str, username: str, password: str, pool_size: int,
+                ssl: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "server": server,
         "database": database,
         "username": username,
         "password": password,
         "pool_size": pool_size,
-        "ssl": {"enable": False},
+        "ssl": dict(ssl) if ssl is not None else {"enable": False},
     }
 
 
 def emqx_authenticator_body(
-    *, server: str, database: str, username: str, password: str, pool_size: int = 8
+    *, server: str, database: str, username: str, password: str, pool_size: int = 8,
+    ssl: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``POST /api/v5/authentication`` body (id ``password_based:postgresql``), valid in 5.8.9 and 6.2.2."""
     return {
         "mechanism": "password_based",
         "backend": "postgresql",
         "enable": True,
-        **_connection(server, database, username, password, pool_size),
+        **_connection(server, database, username, password, pool_size, ssl),
         "query": AUTHN_QUERY,
         "password_hash_algorithm": dict(PASSWORD_HASH),
     }
 
 
 def emqx_authorization_source_body(
-    *, server: str, database: str, username: str, password: str, pool_size: int = 8
+    *, server: str, database: str, username: str, password: str, pool_size: int = 8,
+    ssl: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``POST /api/v5/authorization/sources`` body (type ``postgresql``), valid in 5.8.9 and 6.2.2."""
     return {
         "type": "postgresql",
         "enable": True,
-        **_connection(server, database, username, password, pool_size),
+        **_connection(server, database, username, password, pool_size, ssl),
         "query": AUTHZ_QUERY,
     }
 

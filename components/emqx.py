@@ -1,4 +1,4 @@
-"""EMQX: the broker container, its API credentials, and the stack-wide broker objects."""
+"""EMQX: the broker container, its API credentials, and the HTTP connector to the ingest service."""
 
 from __future__ import annotations
 
@@ -12,15 +12,7 @@ from components.config import EmqxConfig, MqttTlsConfig
 from components.containers import SECRET_FILE_MODE, limits, stopping
 from components.credentials import generated_password
 from components.labels import container_labels, volume_labels
-from components.providers.emqx import (
-    EmqxAuthenticator,
-    EmqxAuthenticatorArgs,
-    EmqxAuthorization,
-    EmqxAuthorizationArgs,
-    EmqxConnection,
-    EmqxConnector,
-    EmqxConnectorArgs,
-)
+from components.providers.emqx import EmqxConnection, EmqxConnector, EmqxConnectorArgs
 from components.tls import ServerCertificate, ServerCertificateArgs
 
 MQTT_PORT = 1883
@@ -62,33 +54,21 @@ def stack_broker_objects(
     ingest_url: pulumi.Input[str],
     broker: pulumi.Resource | None,
     ingest: pulumi.Resource,
-) -> tuple[EmqxAuthenticator, EmqxAuthorization, EmqxConnector]:
-    """The stack-wide EMQX objects, as children of ``parent``, on any platform.
+) -> EmqxConnector:
+    """The stack-wide EMQX object of the message path, the HTTP connector to the ingest service, as a
+    child of ``parent``, on any platform.
 
     ``broker`` is what must be up before EMQX answers its API (its container, its cluster;
     None for an external EMQX that is already up); ``ingest`` is what must be up before the
-    connector points at it.
+    connector points at it. Authentication and authorization are device access's
+    (components/device_access.py), built on every platform after the tenants.
     """
     running = [broker] if broker is not None else []
-    after_broker = pulumi.ResourceOptions(parent=parent, depends_on=running)
-    authenticator = EmqxAuthenticator(
-        f"{resource_name}-authenticator", EmqxAuthenticatorArgs(connection=connection), opts=after_broker
-    )
-    # Deny by default: no_match deny, and the shipped `file` source (which ends with
-    # {allow, all}) disabled. The stack owns the whole authorization configuration: any other
-    # source, and any rule in the `all` or `clients` tables, is removed
-    # (components/providers/emqx/authz_config.py). Per-username rules belong to the tenants'
-    # EmqxUserAcl resources; the device list is not given here, so that adding a tenant
-    # changes none of the stack-wide resources.
-    authorization = EmqxAuthorization(
-        f"{resource_name}-authorization", EmqxAuthorizationArgs(connection=connection), opts=after_broker
-    )
-    connector = EmqxConnector(
+    return EmqxConnector(
         f"{resource_name}-ingest-connector",
         EmqxConnectorArgs(connection=connection, name="ingest", url=ingest_url),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[*running, ingest]),
     )
-    return authenticator, authorization, connector
 
 
 @dataclass(frozen=True)
@@ -114,13 +94,11 @@ def _file(path: str, content: pulumi.Input[str], secret: bool) -> docker.Contain
 
 
 class Emqx(pulumi.ComponentResource):
-    """The EMQX container with a bootstrapped API key, deny-by-default auth, and the connector to the ingest service."""
+    """The EMQX container with a bootstrapped API key, and the connector to the ingest service."""
 
     container: docker.Container
     certificate: ServerCertificate
     connection: EmqxConnection
-    authenticator: EmqxAuthenticator
-    authorization: EmqxAuthorization
     connector: EmqxConnector
     api_url: str
     api_key: pulumi.Output[str]
@@ -225,8 +203,7 @@ class Emqx(pulumi.ComponentResource):
 
         # Broker objects go through the REST API once the container is healthy.
         self.connection = EmqxConnection(api_url=self.api_url, api_key=api_key.result, api_secret=api_secret.result)
-        broker_objects = stack_broker_objects(
+        self.connector = stack_broker_objects(
             self, resource_name, self.connection, args.ingest_url, broker=self.container, ingest=args.ingest
         )
-        self.authenticator, self.authorization, self.connector = broker_objects
         self.register_outputs({"apiUrl": self.api_url, "containerName": self.container.name})

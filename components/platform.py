@@ -5,6 +5,10 @@ database, the broker and the ingest service wherever they run, and hands each te
 this: what the tenant layer needs to create its schema, roles, hypertable, registry row and
 EMQX objects. ``components/tenant.py`` depends on these types only, never on a platform
 package, so a tenant means the same thing on every platform.
+
+It also hands the stack what device access (``components/device_access.py``) needs beyond the
+tenants' interface: where the registry database is as EMQX reaches it and as the operator's
+device CLI reaches it, and what must be up before EMQX answers its API.
 """
 
 from __future__ import annotations
@@ -42,13 +46,11 @@ class TenantIngest:
 
 @dataclass(frozen=True)
 class TenantBroker:
-    """The EMQX objects every tenant builds on."""
+    """The EMQX objects every tenant builds on (devices are registry rows: no authenticator here)."""
 
     connection: EmqxConnection
     # The HTTP connector's name (not its `http:` id): each tenant's action uses it.
     connector_name: pulumi.Input[str]
-    authenticator: pulumi.Resource
-    authorization: pulumi.Resource
     # The action buffer options derived from telemetry:emqx.deliveryWindow.
     action_delivery: ActionDelivery = field(default_factory=ActionDelivery.for_window)
 
@@ -62,10 +64,43 @@ class TenantPlatform:
     broker: TenantBroker
 
 
+@dataclass(frozen=True)
+class DeviceDatabase:
+    """The registry database for device access: as EMQX reaches it, and as the operator does."""
+
+    # `host:port` for EMQX's PostgreSQL authenticator and authorization source.
+    emqx_server: pulumi.Input[str]
+    # Their `ssl` setting (EMQX's ssl_client_opts), e.g. {"enable": False}.
+    emqx_ssl: dict[str, Any]
+    # Where `python -m tools.devices` connects from the operator's machine (deviceManagerDsn).
+    operator_host: pulumi.Input[str]
+    operator_port: pulumi.Input[int]
+    operator_sslmode: str
+
+
 @dataclass
 class PlatformBuild:
-    """What building a platform gives the stack: the tenants' interface and the stack outputs it owns."""
+    """What building a platform gives the stack: the tenants' interface, device access's, and the
+    stack outputs it owns."""
 
     tenant_platform: TenantPlatform
+    device_database: DeviceDatabase
+    # What must be up before EMQX answers its API (its container or cluster; nothing for an
+    # external EMQX, which is already up).
+    broker_ready: list[pulumi.Resource] = field(default_factory=list)
     # Endpoints and credentials (secrets already wrapped) the stack exports, by output name.
     outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def emqx_ssl_for(sslmode: str, host: str) -> dict[str, Any]:
+    """EMQX's `ssl` for a database libpq would reach with `sslmode`.
+
+    `disable`/`allow` try plain TCP first: no TLS. `prefer`/`require` encrypt without checking the
+    server's certificate (EMQX's `verify_none`). `verify-ca`/`verify-full` check it against the
+    system's CAs (`cacerts: true`); EMQX checks the host name as well (`server_name_indication`).
+    """
+    if sslmode in ("disable", "allow"):
+        return {"enable": False}
+    if sslmode in ("prefer", "require"):
+        return {"enable": True, "verify": "verify_none"}
+    return {"enable": True, "verify": "verify_peer", "cacerts": True, "server_name_indication": host}

@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 
 from components.config import NAMESPACE, ConfigError, StackConfig, parse_stack_config
+from components.device_access import DeviceAccess, DeviceAccessArgs
 from components.platform import PlatformBuild
 from components.platforms.docker import build_docker_platform
 from components.platforms.kubernetes import build_kubernetes_platform
@@ -55,21 +56,36 @@ def build_stack(config: StackConfig, project: str, stack: str) -> dict[str, Any]
         tenant.slug: Tenant(f"tenant-{tenant.slug}", TenantArgs(tenant=tenant, platform=platform.tenant_platform))
         for tenant in config.tenants
     }
-    return {
+    # After the tenants: EMQX switches to the registry once config-listed devices are in it.
+    imports = [t.legacy_device_import for t in tenants.values() if t.legacy_device_import is not None]
+    device_access = DeviceAccess("device-access", DeviceAccessArgs(
+        platform=platform.tenant_platform, database=platform.device_database,
+        broker_ready=platform.broker_ready, after=imports,
+    ))
+    outputs = {
         **platform.outputs,
         "tenants": {
-            tenant.slug: {
-                "topicPrefix": tenant.topic_prefix,
-                "schema": tenant.schema_name,
-                "devices": list(tenant.devices),
-                "readerRole": tenant.reader_role,
-            }
+            tenant.slug: {"topicPrefix": tenant.topic_prefix, "schema": tenant.schema_name,
+                          "readerRole": tenant.reader_role}
             for tenant in config.tenants
         },
-        "deviceCredentials": pulumi.Output.secret({slug: t.device_passwords for slug, t in tenants.items()}),
+        "deviceManagerDsn": device_access.device_manager_dsn,
         "readerPasswords": pulumi.Output.secret({slug: t.reader_password for slug, t in tenants.items()}),
         "ingestTokens": pulumi.Output.secret({slug: t.ingest_token for slug, t in tenants.items()}),
     }
+    migrating = {slug: t.device_passwords for slug, t in tenants.items() if t.device_passwords}
+    for index, tenant in enumerate(config.tenants):
+        if tenant.devices:
+            pulumi.log.warn(
+                f"{NAMESPACE}:tenants[{index}].devices ({tenant.slug}): these devices are imported into the "
+                "registry with the passwords they have; once this `pulumi up` has run, remove the key (`pulumi "
+                f"config rm --path '{NAMESPACE}:tenants[{index}].devices'`, or edit Pulumi.<stack>.yaml) and manage "
+                "devices with `python -m tools.devices`"
+            )
+    if migrating:
+        # Only while tenants still list devices: the passwords those devices already hold.
+        outputs["deviceCredentials"] = pulumi.Output.secret(migrating)
+    return outputs
 
 
 def main() -> None:

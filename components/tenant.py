@@ -1,4 +1,10 @@
-"""One tenant: its database slice, registry entry and EMQX objects."""
+"""One tenant: its database slice, registry entry and EMQX objects.
+
+Its devices are not resources: they are rows of the registry, managed with
+`python -m tools.devices` (components/device_access.py makes EMQX check them). A tenant of a stack
+deployed before that may still list `devices`: their passwords stay as they are and are imported
+into the registry (components/providers/device_import.py), until the list is removed.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +17,8 @@ from components import grants
 from components.config import TenantConfig
 from components.credentials import generated_password
 from components.platform import TenantPlatform
-from components.providers.emqx import (
-    EmqxAction,
-    EmqxActionArgs,
-    EmqxRule,
-    EmqxRuleArgs,
-    EmqxUser,
-    EmqxUserAcl,
-    EmqxUserAclArgs,
-    EmqxUserArgs,
-    topic_prefix_rules,
-)
+from components.providers.device_import import LegacyDeviceImport, LegacyDeviceImportArgs
+from components.providers.emqx import EmqxAction, EmqxActionArgs, EmqxRule, EmqxRuleArgs
 from components.providers.registry import TenantRegistration, TenantRegistrationArgs
 from components.providers.timescale import Hypertable, HypertableArgs
 
@@ -46,11 +43,14 @@ class TenantArgs:
 
 
 class Tenant(pulumi.ComponentResource):
-    """Schema, roles and grants, hypertable, registry row, device users and ACLs, HTTP action and rule."""
+    """Schema, roles and grants, hypertable, registry row, HTTP action and rule (and, while the
+    config lists devices, their passwords and their import into the registry)."""
 
     reader_password: pulumi.Output[str]
     ingest_token: pulumi.Output[str]
+    # Config-listed devices only (the migration path): device id -> its existing password.
     device_passwords: dict[str, pulumi.Output[str]]
+    legacy_device_import: LegacyDeviceImport | None
 
     def __init__(self, resource_name: str, args: TenantArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("telemetry:tenant:Tenant", resource_name, None, opts)
@@ -145,21 +145,20 @@ class Tenant(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[action]),
         )
-        device_passwords: dict[str, pulumi.Output[str]] = {}
-        for device in tenant.devices:
-            password = generated_password(f"{resource_name}-device-{device}-password", length=32, opts=child)
-            acl = EmqxUserAcl(
-                f"{resource_name}-device-{device}-acl",
-                EmqxUserAclArgs(connection=broker.connection, username=device, rules=topic_prefix_rules(tenant.topic_prefix)),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[broker.authorization, rule]),
+        # --- devices listed in the config (stacks from before devices were registry rows): the
+        # passwords they have keep their resources, so none is regenerated, and are imported
+        # into the registry. No EMQX user: EMQX checks the registry (components/device_access.py).
+        device_passwords = {
+            device: generated_password(f"{resource_name}-device-{device}-password", length=32, opts=child).result
+            for device in tenant.devices
+        }
+        self.legacy_device_import = None
+        if device_passwords:
+            self.legacy_device_import = LegacyDeviceImport(
+                f"{resource_name}-device-import",
+                LegacyDeviceImportArgs(dsn=database.admin_dsn, tenant=tenant.slug, passwords=device_passwords),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[ingest.registry]),
             )
-            # The user exists only once its ACL does: it never connects unrestricted.
-            EmqxUser(
-                f"{resource_name}-device-{device}",
-                EmqxUserArgs(connection=broker.connection, user_id=device, password=password.result),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[broker.authenticator, acl]),
-            )
-            device_passwords[device] = password.result
 
         self.reader_password = reader_password.result
         self.ingest_token = token.result

@@ -2,15 +2,19 @@
 
     python -m tools.smoke [--stack dev | --outputs-file outputs.json] [--tenant SLUG ...] [--credentials-file F]
 
-With ``--credentials-file`` (written by ``python -m tools.devices``), each
-tenant publishes as its registered devices from that file, each connecting
-with its username as client id; tenants without a device in the file fail
-with that reason.
+Devices are registry rows, and a fresh stack has none; so by default the check
+brings its own: one short-lived check device per tenant (``smoke-<run id>-<n>``,
+labelled as such), added through the stack's ``deviceManagerDsn`` as the
+device-manager role with a generated password, and removed when the check ends,
+passed or failed. No real device is touched: a device's client id is its
+username, so publishing as a real device would end that device's session. With
+``--credentials-file`` (written by ``python -m tools.devices``) the tenants
+publish as the devices of that file instead; tenants without a device in the
+file fail with that reason.
 
-For each tenant it publishes a few messages through the simulator (one device
-per device user, all carrying a fresh run id), then reads the tenant's
-``telemetry`` table as the tenant's reader role until every acknowledged
-message is there or the timeout passes.  It also reads the tenant's EMQX rule
+For each tenant it publishes a few messages through the simulator (all carrying
+a fresh run id), then reads the tenant's ``telemetry`` table as the tenant's
+reader role until every acknowledged message is there or the timeout passes.  It also reads the tenant's EMQX rule
 and action metrics before and after (tools.status): a tenant fails when any of
 its loss counters (``dropped.*``, ``failed``) grew during the run, whoever's
 messages were lost, because EMQX had acknowledged them to the devices.  One
@@ -24,8 +28,9 @@ import argparse
 import sys
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -33,10 +38,13 @@ from psycopg import sql
 
 from components.providers.telemetry_ddl import TELEMETRY_TABLE
 from tools import ToolError
+from tools import device_store as store
 from tools.device_files import read_credentials
 from tools.simulate import SimulationSettings, add_source_arguments, run_simulation, tls_address
 from tools.stack_outputs import load_outputs, mqtt_address, reader_dsn, tenant_outputs, tenant_slugs
 from tools.status import emqx_api, tenant_status
+
+CHECK_DEVICE_LABEL = "make smoke check device; removed when the check ends"
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,55 @@ def wait_for_rows(dsn: str, schema: str, run_id: str, expected: int, *, timeout:
             if stored >= expected or time.monotonic() >= deadline:
                 return stored
             time.sleep(interval)
+
+
+@dataclass
+class CheckDevices:
+    """Devices to publish as, per tenant (device id -> password), and why a tenant has none."""
+
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+def from_credentials_file(path: Any) -> CheckDevices:
+    devices = CheckDevices()
+    for credential in read_credentials(path):
+        devices.credentials.setdefault(credential.tenant, {})[credential.device_id] = credential.password
+    return devices
+
+
+@contextmanager
+def check_devices(outputs: dict[str, Any], slugs: Sequence[str], run_id: str) -> Iterator[CheckDevices]:
+    """One device per tenant, added through deviceManagerDsn for this run and removed afterwards."""
+    known = [slug for slug in slugs if slug in (outputs.get("tenants") or {})]
+    if not known:  # every tenant fails on its own (not in the outputs): no device to add
+        yield CheckDevices()
+        return
+    dsn = outputs.get("deviceManagerDsn")
+    if not dsn:
+        raise ToolError(
+            "the stack outputs have no 'deviceManagerDsn', which the check uses to add its own short-lived devices: "
+            "deploy the current program (`pulumi up`), or pass devices of your own with --credentials-file "
+            "(written by `python -m tools.devices add <id> --tenant <slug> --credentials-file <file>`)"
+        )
+    devices = CheckDevices()
+    added: dict[str, list[str]] = {}
+    with store.connect(str(dsn)) as conn:
+        try:
+            for index, slug in enumerate(known):
+                try:
+                    tenant = store.require_tenant(conn, slug)
+                    device = store.generated(f"smoke-{run_id}-{index}", label=CHECK_DEVICE_LABEL)
+                    store.add_devices(conn, tenant, [device])
+                except ToolError as error:
+                    devices.problems[slug] = f"could not add a check device: {error}"
+                    continue
+                added[slug] = [device.device_id]
+                devices.credentials[slug] = {device.device_id: str(device.password)}
+            yield devices
+        finally:
+            for slug, device_ids in added.items():
+                store.remove(conn, slug, device_ids)
 
 
 def _first_line(error: BaseException) -> str:
@@ -117,8 +174,8 @@ def check_tenant(
         count=max(messages, len(usernames)),
         run_id=run_id,
         label=slug,
-        # Registry devices cannot take a tagged client id; the smoke check then ends any session
-        # the same device holds elsewhere (use devices set aside for checks).
+        # Registry devices cannot take a tagged client id; publishing as a real device ends the
+        # session it holds elsewhere (the default check devices are the check's own).
         client_id_tag="" if credentials is not None else run_id,
         client_id_is_username=credentials is not None,
         tls=tls,
@@ -190,16 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    run_id = uuid.uuid4().hex[:12]
     try:
         if args.cafile and not args.tls:
             raise ToolError("--cafile is for TLS connections: add --tls")
         outputs = load_outputs(stack=args.stack, outputs_file=args.outputs_file)
         slugs = args.tenant or tenant_slugs(outputs)
-        credentials = None
-        if args.credentials_file is not None:
-            credentials = {}
-            for credential in read_credentials(args.credentials_file):
-                credentials.setdefault(credential.tenant, {})[credential.device_id] = credential.password
+        given = from_credentials_file(args.credentials_file) if args.credentials_file is not None else None
     except ToolError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -210,20 +264,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with emqx_api(outputs) as api:
             before = {slug: tenant_status(api, slug).counters() for slug in slugs}
-            for slug in slugs:
-                check = check_tenant(
-                    outputs, slug, messages=args.messages, timeout=args.timeout, credentials=credentials,
-                    tls=args.tls, cafile=args.cafile,
-                )
-                check = with_loss_check(check, losses_during(before[slug], tenant_status(api, slug).counters()))
-                print(check.line, flush=True)
-                checks.append(check)
+            with _devices(given, outputs, slugs, run_id) as devices:
+                for slug in slugs:
+                    if slug in devices.problems:
+                        check = TenantCheck(slug, False, devices.problems[slug])
+                    else:
+                        check = check_tenant(
+                            outputs, slug, messages=args.messages, timeout=args.timeout,
+                            credentials=devices.credentials, tls=args.tls, cafile=args.cafile,
+                        )
+                    check = with_loss_check(check, losses_during(before[slug], tenant_status(api, slug).counters()))
+                    print(check.line, flush=True)
+                    checks.append(check)
     except ToolError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     failed = sum(not c.passed for c in checks)
     print(f"smoke: {len(checks) - failed} of {len(checks)} tenants passed")
     return 1 if failed else 0
+
+
+@contextmanager
+def _devices(given: CheckDevices | None, outputs: dict[str, Any], slugs: Sequence[str],
+             run_id: str) -> Iterator[CheckDevices]:
+    if given is not None:
+        yield given
+        return
+    with check_devices(outputs, slugs, run_id) as devices:
+        yield devices
 
 
 if __name__ == "__main__":

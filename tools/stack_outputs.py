@@ -111,10 +111,11 @@ def tenant_slugs(outputs: dict[str, Any]) -> list[str]:
 
 
 def tenant_outputs(outputs: dict[str, Any], slug: str, require_devices: bool = True) -> TenantOutputs:
-    """One tenant's topic prefix, schema, device credentials and reader credentials.
+    """One tenant's topic prefix, schema, reader credentials, and device credentials when the stack
+    exports any (``deviceCredentials``: only while tenants still list ``devices``).
 
     ``require_devices=False`` when the device credentials come from elsewhere (a credentials file of
-    ``python -m tools.devices``): devices are registry rows, not stack outputs.
+    ``python -m tools.devices``, or the smoke check's own check devices).
     """
     tenants = _require(outputs, "tenants")
     if slug not in tenants:
@@ -124,13 +125,14 @@ def tenant_outputs(outputs: dict[str, Any], slug: str, require_devices: bool = T
             "check --tenant, or add it to telemetry:tenants and run `pulumi up`"
         )
     tenant = tenants[slug]
-    credentials = (outputs.get("deviceCredentials") or {}).get(slug, {}) if not require_devices else (
-        _require(outputs, "deviceCredentials").get(slug, {})
-    )
-    devices = tuple(tenant.get("devices") or credentials)
+    # Only a stack whose tenants still list `devices` (the migration) exports device passwords.
+    credentials = (outputs.get("deviceCredentials") or {}).get(slug, {})
+    devices = tuple(credentials)
     if not devices and require_devices:
         raise ToolError(
-            f"tenant '{slug}' has no device users: add some under its 'devices' in telemetry:tenants and run `pulumi up`"
+            f"the stack outputs hold no device credentials for tenant '{slug}' (devices are registry rows): add "
+            f"devices with `python -m tools.devices add <id> --tenant {slug} --credentials-file devices.csv` and "
+            "pass --credentials-file devices.csv"
         )
     return TenantOutputs(
         slug=slug,

@@ -95,6 +95,8 @@ class TimescaleDbCluster(pulumi.ComponentResource):
     internal_host: str
     internal_port: int
     database_name: str
+    admin_host: pulumi.Input[str]
+    admin_port: int
     admin_endpoint: pulumi.Output[str]
 
     def __init__(self, resource_name: str, args: TimescaleDbClusterArgs, opts: pulumi.ResourceOptions | None = None):
@@ -184,6 +186,7 @@ class TimescaleDbCluster(pulumi.ComponentResource):
         )
         self.internal_host = f"{CLUSTER_NAME}-rw.{namespace}.svc"
         self.internal_port = PORT
+        self.admin_host, self.admin_port = admin_host, admin_port
         self.database_name = DATABASE_NAME
         self.admin_endpoint = pulumi.Output.format("postgresql://{0}:{1}/{2}", admin_host, admin_port, DATABASE_NAME)
         self.register_outputs({"cluster": CLUSTER_NAME, "readWriteService": self.internal_host})

@@ -5,11 +5,13 @@ The components keep the resource names they had before platforms existed (`netwo
 change from the platform seam. With `telemetry:timescaledb.external` or `telemetry:emqx.external`
 the endpoint replaces the container (the ingest container still runs here; an external EMQX must
 reach it at `emqx.external.ingestUrl`, e.g. through a tunnel or reverse proxy, since the
-container publishes its port on 127.0.0.1 only).
+container publishes its port on 127.0.0.1 only; likewise the database, which EMQX queries to
+authenticate devices, at `emqx.external.databaseServer`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pulumi
@@ -19,7 +21,15 @@ from components.emqx import Emqx, EmqxArgs
 from components.ingest import IngestService, IngestServiceArgs
 from components.labels import stack_labels
 from components.network import Network, NetworkArgs
-from components.platform import PlatformBuild, TenantBroker, TenantDatabase, TenantIngest, TenantPlatform
+from components.platform import (
+    DeviceDatabase,
+    PlatformBuild,
+    TenantBroker,
+    TenantDatabase,
+    TenantIngest,
+    TenantPlatform,
+    emqx_ssl_for,
+)
 from components.platforms.external_broker import ExternalBroker, ExternalBrokerArgs
 from components.platforms.external_database import ExternalDatabase, ExternalDatabaseArgs
 from components.providers.emqx import ActionDelivery
@@ -38,6 +48,13 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
         database_host, database_port, database_ready = database.internal_host, database.internal_port, database
         table_owner = database.table_owner
         outputs["databaseEndpoint"] = database.admin_endpoint
+        # EMQX (in its container, or external) and the operator reach the same managed endpoint.
+        device_database = DeviceDatabase(
+            emqx_server=f"{external_database.host}:{external_database.port}",
+            emqx_ssl=emqx_ssl_for(external_database.sslmode, external_database.host),
+            operator_host=external_database.host, operator_port=external_database.port,
+            operator_sslmode=external_database.sslmode,
+        )
     else:
         database = TimescaleDb(
             "timescaledb",
@@ -51,6 +68,11 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
         )
         database_host, database_port, database_ready = database.internal_host, database.internal_port, database.container
         table_owner = SUPERUSER
+        # EMQX reaches it on the stack network; the operator through the host port on 127.0.0.1.
+        device_database = DeviceDatabase(
+            emqx_server=f"{database.internal_host}:{database.internal_port}", emqx_ssl={"enable": False},
+            operator_host="127.0.0.1", operator_port=config.timescaledb.host_port, operator_sslmode="prefer",
+        )
     ingest = IngestService(
         "ingest",
         IngestServiceArgs(
@@ -66,8 +88,11 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
             labels=labels,
         ),
     )
+    broker_ready: list[pulumi.Resource] = []
     if external_broker is not None:
         broker = ExternalBroker("emqx", ExternalBrokerArgs(endpoint=external_broker, ingest=ingest.container))
+        if external_broker.database_server is not None:  # config validation requires it for this database
+            device_database = dataclasses.replace(device_database, emqx_server=external_broker.database_server)
     else:
         broker = Emqx(
             "emqx",
@@ -81,6 +106,7 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
                 labels=labels,
             ),
         )
+        broker_ready = [broker.container]
     tenant_platform = TenantPlatform(
         database=TenantDatabase(
             admin_dsn=database.admin_dsn,
@@ -92,8 +118,6 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
         broker=TenantBroker(
             connection=broker.connection,
             connector_name=broker.connector.name,
-            authenticator=broker.authenticator,
-            authorization=broker.authorization,
             action_delivery=ActionDelivery.for_window(config.emqx.delivery_window),
         ),
     )
@@ -116,4 +140,5 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
             "emqxApiSecret": pulumi.Output.secret(broker.api_secret),
             "emqxDashboardPassword": pulumi.Output.secret(broker.dashboard_password),
         })
-    return PlatformBuild(tenant_platform=tenant_platform, outputs=outputs)
+    return PlatformBuild(tenant_platform=tenant_platform, device_database=device_database,
+                         broker_ready=broker_ready, outputs=outputs)

@@ -23,7 +23,7 @@ from components.config import KubernetesEmqxConfig
 from components.credentials import generated_password
 from components.emqx import DASHBOARD_PORT, stack_broker_objects
 from components.platforms.kubernetes_target import KubernetesTarget, emqx_pod_labels, load_balancer_address
-from components.providers.emqx import EmqxAuthenticator, EmqxAuthorization, EmqxConnection, EmqxConnector
+from components.providers.emqx import EmqxConnection, EmqxConnector
 
 EMQX_NAME = "emqx"
 API_KEY_SECRET = "emqx-api-key"
@@ -75,13 +75,13 @@ def emqx_spec(image: str, settings: KubernetesEmqxConfig) -> dict:
 
 
 class EmqxCluster(pulumi.ComponentResource):
-    """The EMQX cluster, its credential Secrets, API endpoint, and the stack-wide broker objects."""
+    """The EMQX cluster, its credential Secrets, API endpoint, and the connector to the ingest service."""
 
     emqx: k8s.apiextensions.CustomResource
     connection: EmqxConnection
-    authenticator: EmqxAuthenticator
-    authorization: EmqxAuthorization
     connector: EmqxConnector
+    # What must be up before the management API answers (the cluster, or its API Service).
+    api_ready: pulumi.Resource
     api_url: pulumi.Output[str]
     api_key: pulumi.Output[str]
     api_secret: pulumi.Output[str]
@@ -148,9 +148,10 @@ class EmqxCluster(pulumi.ComponentResource):
             api_ready = api_service
 
         self.connection = EmqxConnection(api_url=self.api_url, api_key=api_key.result, api_secret=api_secret.result)
-        self.authenticator, self.authorization, self.connector = stack_broker_objects(
+        self.connector = stack_broker_objects(
             self, resource_name, self.connection, args.ingest_url, broker=api_ready, ingest=args.ingest
         )
+        self.api_ready = api_ready
         self.api_key = api_key.result
         self.api_secret = api_secret.result
         self.dashboard_password = dashboard_password.result

@@ -1,9 +1,18 @@
 """An existing EMQX cluster the stack does not run (`telemetry:emqx.external`).
 
-The stack manages only its own objects there, through the management API with the configured
-API key (config secrets): the stack-wide authenticator, deny-by-default authorization and the
-HTTP connector to this stack's ingest service (at `ingestUrl`, as that EMQX reaches it), and each
-tenant's action and rule. What else runs on that EMQX is left alone.
+The stack manages it through the management API with the configured API key (config secrets):
+the HTTP connector to this stack's ingest service (at `ingestUrl`, as that EMQX reaches it) and
+each tenant's action and rule; and, through device access (components/device_access.py), the
+broker's whole authentication and authorization configuration. Tenant isolation needs
+deny-by-default and device identities bound to their credentials, so the stack owns both there
+too: its PostgreSQL authenticator is the only authenticator (another could accept a device
+under another device's client id: create refuses while one exists, and an update after
+`pulumi refresh` removes any added later), and its authorization replaces every other source,
+rule and setting (`no_match: deny`, the `file` source disabled). Do not share an EMQX between
+this stack and clients the stack does not manage. That EMQX connects to the stack's PostgreSQL
+itself, at `emqx.external.databaseServer` (or the external database's address).
+
+Other connectors, actions and rules on that EMQX are left alone.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import pulumi
 
 from components.config import ExternalEmqxConfig
 from components.emqx import stack_broker_objects
-from components.providers.emqx import EmqxAuthenticator, EmqxAuthorization, EmqxConnection, EmqxConnector
+from components.providers.emqx import EmqxConnection, EmqxConnector
 
 
 @dataclass(frozen=True)
@@ -28,8 +37,6 @@ class ExternalBroker(pulumi.ComponentResource):
     """The API connection from config and the stack-wide objects created through it."""
 
     connection: EmqxConnection
-    authenticator: EmqxAuthenticator
-    authorization: EmqxAuthorization
     connector: EmqxConnector
     api_url: str
 
@@ -43,7 +50,7 @@ class ExternalBroker(pulumi.ComponentResource):
             api_secret=pulumi.Output.secret(endpoint.api_secret.get_secret_value()),
         )
         # The broker is already up: the provider's bounded wait on /status covers a slow answer.
-        self.authenticator, self.authorization, self.connector = stack_broker_objects(
+        self.connector = stack_broker_objects(
             self, resource_name, self.connection, endpoint.ingest_url, broker=None, ingest=args.ingest
         )
         self.register_outputs({"apiUrl": self.api_url, "ingestUrl": endpoint.ingest_url})

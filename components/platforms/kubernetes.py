@@ -8,10 +8,20 @@ between platforms by accident (a platform change is a new stack).
 
 from __future__ import annotations
 
+import dataclasses
+
 import pulumi
 
 from components.config import StackConfig
-from components.platform import PlatformBuild, TenantBroker, TenantDatabase, TenantIngest, TenantPlatform
+from components.platform import (
+    DeviceDatabase,
+    PlatformBuild,
+    TenantBroker,
+    TenantDatabase,
+    TenantIngest,
+    TenantPlatform,
+    emqx_ssl_for,
+)
 from components.platforms.cloudnative_pg import (
     CLUSTER_NAME,
     SSLMODE,
@@ -59,6 +69,12 @@ def build_kubernetes_platform(config: StackConfig, project: str, stack: str) -> 
         database = ExternalDatabase("timescaledb", ExternalDatabaseArgs(endpoint=external_database))
         table_owner, sslmode, database_ready = database.table_owner, database.sslmode, database
         outputs["databaseEndpoint"] = database.admin_endpoint
+        device_database = DeviceDatabase(
+            emqx_server=f"{external_database.host}:{external_database.port}",
+            emqx_ssl=emqx_ssl_for(external_database.sslmode, external_database.host),
+            operator_host=external_database.host, operator_port=external_database.port,
+            operator_sslmode=external_database.sslmode,
+        )
     else:
         database = TimescaleDbCluster(
             "timescaledb",
@@ -74,6 +90,13 @@ def build_kubernetes_platform(config: StackConfig, project: str, stack: str) -> 
         table_owner, sslmode, database_ready = SUPERUSER, SSLMODE, database.cluster
         outputs["databaseEndpoint"] = database.admin_endpoint
         outputs["databaseSuperuserPassword"] = pulumi.Output.secret(database.superuser_password)
+        # EMQX reaches the primary through the `-rw` Service (the NetworkPolicy admits it); the
+        # operator where Pulumi does. CloudNativePG serves TLS with its own CA: encrypted, unverified.
+        device_database = DeviceDatabase(
+            emqx_server=f"{database.internal_host}:{database.internal_port}",
+            emqx_ssl=emqx_ssl_for(SSLMODE, database.internal_host),
+            operator_host=database.admin_host, operator_port=database.admin_port, operator_sslmode=SSLMODE,
+        )
 
     ingest = IngestDeployment(
         "ingest",
@@ -95,9 +118,12 @@ def build_kubernetes_platform(config: StackConfig, project: str, stack: str) -> 
     outputs["ingestUrl"] = ingest.internal_url
     outputs["ingestWriterPassword"] = pulumi.Output.secret(ingest.writer_password)
 
+    broker_ready: list[pulumi.Resource] = []
     if external_broker is not None:
         broker = ExternalBroker("emqx", ExternalBrokerArgs(endpoint=external_broker, ingest=ingest.deployment))
         outputs["dashboardUrl"] = broker.api_url
+        if external_broker.database_server is not None:  # config validation requires it for this database
+            device_database = dataclasses.replace(device_database, emqx_server=external_broker.database_server)
     else:
         broker = EmqxCluster(
             "emqx",
@@ -112,6 +138,7 @@ def build_kubernetes_platform(config: StackConfig, project: str, stack: str) -> 
                 operator=operators.ready,
             ),
         )
+        broker_ready = [broker.api_ready]
         outputs.update({
             "dashboardUrl": broker.api_url,
             "mqttService": f"{settings.namespace}/{EMQX_NAME}-listeners",
@@ -148,9 +175,8 @@ def build_kubernetes_platform(config: StackConfig, project: str, stack: str) -> 
         broker=TenantBroker(
             connection=broker.connection,
             connector_name=broker.connector.name,
-            authenticator=broker.authenticator,
-            authorization=broker.authorization,
             action_delivery=ActionDelivery.for_window(config.emqx.delivery_window),
         ),
     )
-    return PlatformBuild(tenant_platform=tenant_platform, outputs=outputs)
+    return PlatformBuild(tenant_platform=tenant_platform, device_database=device_database,
+                         broker_ready=broker_ready, outputs=outputs)

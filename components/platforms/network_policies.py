@@ -1,8 +1,9 @@
 """Who may reach whom inside the namespace, in one place so a reviewer reads it at once.
 
 * the ingest service admits only EMQX (its pods, or the external EMQX's address ranges) on 8000;
-* the database admits only the ingest service and EMQX on 5432 (EMQX will authenticate devices
-  from PostgreSQL), its own instances (replication, and the instance manager on 8000), the
+* the database admits only the ingest service and EMQX on 5432 (EMQX authenticates and
+  authorizes devices from the registry: its pods, or an external EMQX's address ranges), its
+  own instances (replication, and the instance manager on 8000), the
   CloudNativePG operator (5432 and 8000, as CloudNativePG's networking guide requires), and the
   admin address ranges when the stack opens a LoadBalancer for Pulumi.
 
@@ -62,7 +63,8 @@ def ingest_policy_spec(args: NetworkPoliciesArgs) -> dict:
 
 def database_policy_spec(args: NetworkPoliciesArgs) -> dict:
     assert args.database_pod_labels is not None
-    clients = [_pods(INGEST_POD_LABELS)] + ([_pods(args.emqx_pod_labels)] if args.emqx_pod_labels else [])
+    emqx = [_pods(args.emqx_pod_labels)] if args.emqx_pod_labels else _ranges(args.emqx_source_ranges)
+    clients = [_pods(INGEST_POD_LABELS), *emqx]
     rules = [
         {"from": clients, "ports": _ports(POSTGRES_PORT)},
         {"from": [_pods(args.database_pod_labels)], "ports": _ports(POSTGRES_PORT, INSTANCE_MANAGER_PORT)},

@@ -18,6 +18,8 @@ Read from `[v5.8.9] apps/emqx_auth/src/emqx_authz/emqx_authz_api_sources.erl`,
 * Settings: 5.8's PUT pattern-matches all three keys (500 otherwise); 6.2.2 fills omitted keys
   with defaults and has `include_mountpoint` and `ignore_backend_failures`
   (`[6.2.2] emqx_authz_api_settings.erl:69-100`).
+* The `postgresql` source (postgres.py): validated per version, its password redacted in
+  answers, and `GET /authorization/sources/{type}/status` reporting its database connection.
 * `DELETE /authorization/cache` drains every client's cache (a timestamp, `drain_cache/0`).
   6.x only: `GET|PUT /authorization/node_cache`, `GET .../node_cache/status` and
   `POST .../node_cache/reset` (`[6.2.2] emqx_authz_api_cache.erl`); 5.8 has no such paths (404).
@@ -26,9 +28,9 @@ Read from `[v5.8.9] apps/emqx_auth/src/emqx_authz/emqx_authz_api_sources.erl`,
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any
 
+from tests.emqx_double.postgres import PostgresBackends, status_answer, validate_node_cache, validate_source
 from tests.emqx_double.schema import (
     AUTHZ_RULE_FIELDS,
     AUTHZ_SOURCE_FIELDS,
@@ -71,6 +73,8 @@ class AuthzApi:
 
     version: str
     _state: EmqxState
+    postgres: PostgresBackends
+    clock: Any
 
     def _authz_routes(self) -> list[tuple[str, tuple[str, ...], Any]]:
         builtin = ("authorization", "sources", "built_in_database", "rules")
@@ -81,6 +85,7 @@ class AuthzApi:
             ("PUT", ("authorization", "sources", "*"), self._update_source),
             ("DELETE", ("authorization", "sources", "*"), self._delete_source),
             ("POST", ("authorization", "sources", "*", "move"), self._move_source),
+            ("GET", ("authorization", "sources", "*", "status"), self._source_status),
             ("DELETE", builtin, self._purge_rules),
             ("GET", (*builtin, "all"), self._get_all_rules),
             ("POST", (*builtin, "all"), self._post_all_rules),
@@ -107,7 +112,11 @@ class AuthzApi:
         return routes
 
     def _drain(self) -> None:
-        self._state.authz_cache_drained_at = time.monotonic()
+        self._state.authz_cache_drained_at = self.clock.now / 1000
+
+    def _configure_source(self) -> None:
+        """EMQX (re)creates a source's resource whenever the sources change."""
+        self.postgres.configure_source(self._state.authz_source("postgresql"), self._state.node_cache)
 
     # ---- sources ---------------------------------------------------------------------
 
@@ -118,6 +127,8 @@ class AuthzApi:
 
     def _validate_source(self, body: Any) -> dict[str, Any]:
         source_type = body.get("type") if isinstance(body, dict) else None
+        if source_type == "postgresql":
+            return validate_source(body, self.version)
         if source_type not in AUTHZ_SOURCE_FIELDS:
             raise validation_error("source.type", f"the double supports only {sorted(AUTHZ_SOURCE_FIELDS)}")
         body = reject_unknown_fields(body, AUTHZ_SOURCE_FIELDS[source_type], "source")
@@ -142,6 +153,7 @@ class AuthzApi:
         if self._state.authz_source(source["type"]) is not None:
             raise bad_request(f"{{duplicated_authz_source_type,{source['type']}}}")
         self._state.authz_sources.insert(0, source)  # POST prepends
+        self._configure_source()
         self._drain()
         return Answer(204)
 
@@ -162,6 +174,7 @@ class AuthzApi:
         updated = self._validate_source(deobfuscate(body, existing))
         index = self._state.authz_sources.index(existing)
         self._state.authz_sources[index] = updated
+        self._configure_source()
         self._drain()
         return Answer(204)
 
@@ -170,8 +183,15 @@ class AuthzApi:
         if source["type"] == "built_in_database" and source["enable"]:
             self._wipe_builtin_rules()  # section 13.12: deleting an enabled one wipes its rules
         self._state.authz_sources.remove(source)
+        self._configure_source()
         self._drain()
         return Answer(204)
+
+    def _source_status(self, request: Request, captured: list[str]) -> Answer:
+        source = self._existing_source(captured[0])
+        if source["type"] != "postgresql":
+            return Answer(200, status_answer("connected"))  # file, built_in_database: no resource
+        return Answer(200, status_answer(self.postgres.status(source) if source["enable"] else "stopped"))
 
     def _move_source(self, request: Request, captured: list[str]) -> Answer:
         source = self._existing_source(captured[0])
@@ -348,13 +368,8 @@ class AuthzApi:
         return Answer(200, {**NODE_CACHE_DEFAULTS, **self._state.node_cache})
 
     def _put_node_cache(self, request: Request, _: list[str]) -> Answer:
-        body = reject_unknown_fields(request.json_body(), frozenset(NODE_CACHE_DEFAULTS), "node_cache")
-        if "enable" in body:
-            require_bool(body["enable"], "node_cache.enable")
-        for key in ("cache_ttl", "cleanup_interval", "stat_update_interval"):
-            if key in body:
-                require_duration(body[key], f"node_cache.{key}")
-        self._state.node_cache = body
+        self._state.node_cache = validate_node_cache(request.json_body(), "node_cache")
+        self._configure_source()
         return Answer(204)
 
     def _node_cache_status(self, request: Request, _: list[str]) -> Answer:
@@ -364,4 +379,5 @@ class AuthzApi:
 
     def _reset_node_cache(self, request: Request, _: list[str]) -> Answer:
         self._state.node_cache_resets += 1
+        self.postgres.reset(lambda backends: backends.source)
         return Answer(204)

@@ -12,7 +12,12 @@ EMQX's source at tags v5.8.9 and 6.2.2 shows; each module names the files it mod
 * authn.py: the built-in-database authenticator and its users;
 * authz.py: authorization sources, the built-in database's users/clients/all rule tables, the
   settings (5.8 vs 6.x), the cache drain and, on 6.x only, the node cache;
-* clients.py: connected clients, the authorization decision chain and the per-client cache.
+* postgres.py: the PostgreSQL authenticator and authorization source, whose configured queries
+  run against a real PostgreSQL through tests/emqx_auth_sql (the address each `server` stands
+  for is set in `EmqxDouble.postgres.addresses`);
+* clients.py: MQTT CONNECT through the authentication chain (client-id takeover included),
+  connected clients, the authorization decision chain and the per-client cache; `clock` drives
+  the caches (real time until a test freezes or advances it).
 
 Anything the double does not model answers 404, so a provider that strays is noticed.
 Tests may read and change the state directly through `EmqxDouble.state()` (as an operator
@@ -35,8 +40,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from tests.emqx_double.authn import AuthnApi
 from tests.emqx_double.authz import AuthzApi, default_settings
 from tests.emqx_double.bridges import BridgesApi
-from tests.emqx_double.clients import ClientsApi
+from tests.emqx_double.clients import ClientsApi, DoubleClock
 from tests.emqx_double.metrics import bump, empty_action_metrics, empty_rule_metrics
+from tests.emqx_double.postgres import PostgresBackends
 from tests.emqx_double.rules import RulesApi
 from tests.emqx_double.schema import BUILTIN_AUTHN_ID, REDACTED, Answer, ApiError, Handler, Request, not_found
 from tests.emqx_double.state import EmqxState
@@ -53,6 +59,8 @@ class EmqxDouble(BridgesApi, RulesApi, AuthnApi, AuthzApi, ClientsApi):
         self.api_key, self.api_secret, self.version = api_key, api_secret, version
         self._lock = threading.RLock()
         self._state = EmqxState(authz_settings=default_settings(version))
+        self.clock = DoubleClock()
+        self.postgres = PostgresBackends(version, self.clock)
         self.calls: list[tuple[str, str]] = []  # (METHOD, raw path) of every request, in order
         self._status_failures_left = 0
         self._ready = True

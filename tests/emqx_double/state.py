@@ -39,10 +39,13 @@ class EmqxState:
     authz_all_rules: list[dict[str, Any]] = field(default_factory=list)  # the `all` table
     authz_settings: dict[str, Any] = field(default_factory=dict)
     node_cache: dict[str, Any] = field(default_factory=dict)  # 6.x only: authorization.node_cache
+    authn_settings: dict[str, Any] = field(default_factory=dict)  # 6.x only: authentication_settings
     # Counters and gauges per action name / rule id; what emqx_metrics_worker keeps in memory.
     action_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
     rule_metrics: dict[str, dict[str, int]] = field(default_factory=dict)
     clients: dict[str, ConnectedClient] = field(default_factory=dict)  # clientid -> client
+    # (clientid, username, why) of every session the broker ended: takeover, deny_action disconnect.
+    sessions_ended: list[tuple[str, str, str]] = field(default_factory=list)
     # drain_cache/0 stores a timestamp; entries cached before it count as expired.
     authz_cache_drained_at: float = float("-inf")
     cache_drains: int = 0  # DELETE /authorization/cache calls

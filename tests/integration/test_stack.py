@@ -1,12 +1,16 @@
 """The real stack, end to end, through the Automation API (needs a Docker engine and the pulumi CLI).
 
 One test walks the life of a stack, because each step builds on the last:
-up with two tenants; a device's messages land in its tenant's schema only;
-cross-tenant publishing and a wrong password are refused; a third tenant is
-added with creations only and works; refresh finds no drift; destroy leaves
-nothing behind.  The stack lives in a file backend in a temporary folder,
-under a unique name, on free host ports, so it can run beside a dev stack; it
-is destroyed and removed whatever happens.
+up with two tenants; devices are added with the device CLI through the
+`deviceManagerDsn` output (no `pulumi up`); a device's messages land in its
+tenant's schema only, over the plain and the TLS listener; cross-tenant
+publishing, a wrong password and a device using another device's client id
+are refused, and the last does not end the victim's session; a disabled
+device is refused at its next connect; the smoke check passes with its own
+check devices; a third tenant is added with creations only and works; refresh
+finds no drift; destroy leaves nothing behind.  The stack lives in a file
+backend in a temporary folder, under a unique name, on free host ports, so it
+can run beside a dev stack; it is destroyed and removed whatever happens.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,14 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from tools import ToolError
-from tools.simulate import SimulationResult, SimulationSettings, run_simulation
-from tools.stack_outputs import mqtt_address, tenant_outputs
+from tools import ToolError, smoke
+from tools import devices as devices_cli
+from tools.device_files import read_credentials
+from tools.simulate import SimulationResult, SimulationSettings, run_simulation, tls_address
+from tools.stack_outputs import mqtt_address
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
 
@@ -40,9 +49,10 @@ TIMESCALEDB_IMAGE = "timescale/timescaledb:2.17.2-pg16"
 EMQX_IMAGE = "emqx/emqx:5.8.9"
 ARRIVAL_TIMEOUT = 60.0  # bounded wait for rows; not a latency assertion
 NO_CHANGE_OPS = {"same"}
-TENANT_A = {"slug": "it-alpha", "topicPrefix": "alpha", "devices": ["alpha_device"], "chunkInterval": "1 day"}
-TENANT_B = {"slug": "it-bravo", "topicPrefix": "bravo", "devices": ["bravo_device"], "retention": "30 days"}
-TENANT_C = {"slug": "it-charlie", "topicPrefix": "charlie", "devices": ["charlie_device", "charlie_gateway"]}
+# Devices are not stack config: they are added with `python -m tools.devices` once the stack is up.
+TENANT_A = {"slug": "it-alpha", "topicPrefix": "alpha", "chunkInterval": "1 day"}
+TENANT_B = {"slug": "it-bravo", "topicPrefix": "bravo", "retention": "30 days"}
+TENANT_C = {"slug": "it-charlie", "topicPrefix": "charlie"}
 
 
 def missing_prerequisites() -> list[str]:
@@ -204,28 +214,71 @@ def stack_under_test(tmp_path: Path) -> Iterator[StackUnderTest]:
 # ---------------------------------------------------------------- helpers
 
 
+def add_devices(outputs: dict[str, Any], slug: str, device_ids: list[str], folder: Path) -> dict[str, str]:
+    """`python -m tools.devices add` through the stack's deviceManagerDsn; device id -> password."""
+    path = folder / f"{slug}-{uuid.uuid4().hex[:6]}.csv"
+    command = ["add", *device_ids, "--tenant", slug, "--dsn", outputs["deviceManagerDsn"], "--credentials-file", str(path)]
+    assert devices_cli.main(command) == 0
+    return {c.device_id: c.password for c in read_credentials(path)}
+
+
 def publish(
-    outputs: dict[str, Any], slug: str, *, count: int = 5, topic_prefix: str | None = None, password: str | None = None
+    outputs: dict[str, Any], slug: str, devices: dict[str, str], *, count: int = 5, topic_prefix: str | None = None,
+    password: str | None = None, tls: bool = False,
 ) -> SimulationResult:
-    tenant = tenant_outputs(outputs, slug)
-    host, port = mqtt_address(outputs)
-    passwords = dict(tenant.device_passwords)
-    if password is not None:
-        passwords = {user: password for user in passwords}
+    """Publish as registry devices, one connection each, client id = username."""
+    host, port = tls_address(outputs) if tls else mqtt_address(outputs)
+    passwords = {device: password or secret for device, secret in devices.items()}
     settings = SimulationSettings(
         host=host,
         port=port,
-        usernames=tenant.devices,
+        usernames=tuple(devices),
         passwords=passwords,
-        topic_prefix=topic_prefix or tenant.topic_prefix,
-        devices=len(tenant.devices),
+        topic_prefix=topic_prefix or outputs["tenants"][slug]["topicPrefix"],
+        devices=len(devices),
         rate=20,
         count=count,
         run_id=f"it-{uuid.uuid4().hex[:12]}",
         label=slug,
         ack_timeout=15,
+        client_id_is_username=True,
+        tls=tls,
+        ca_data=outputs["mqttCaCertificate"] if tls else None,
     )
     return run_simulation(settings)
+
+
+class Session:
+    """One MQTT connection held open, recording its CONNACK and how it ended."""
+
+    def __init__(self, outputs: dict[str, Any], client_id: str, username: str, password: str) -> None:
+        host, port = mqtt_address(outputs)
+        self.connack: Any = None
+        self.ended: Any = None
+        self._answered = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+        assert self._answered.wait(15), f"no CONNACK for {client_id}"
+
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        self.connack = reason
+        self._answered.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        self.ended = reason
+        self._answered.set()
+
+    @property
+    def accepted(self) -> bool:
+        return self.connack is not None and not self.connack.is_failure
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 def superuser_dsn(outputs: dict[str, Any]) -> str:
@@ -299,33 +352,65 @@ def changes_other_than(summary: dict, allowed: set[str]) -> dict:
 # ---------------------------------------------------------------- the test
 
 
-def test_stack_lifecycle(stack_under_test: StackUnderTest) -> None:
+def test_stack_lifecycle(stack_under_test: StackUnderTest, tmp_path: Path) -> None:
     s = stack_under_test
 
-    # 1. up with two tenants
+    # 1. up with two tenants; no device is stack config
     s.set_tenants([TENANT_A, TENANT_B])
     up = s.stack.up(color="never", on_output=print)
     assert up.summary.result == "succeeded"
     outputs = s.outputs()
     assert outputs["mqttEndpoint"] == f"mqtt://127.0.0.1:{s.ports['mqtt']}"
+    assert outputs["mqttTlsEndpoint"] == f"mqtts://127.0.0.1:{s.ports['mqtt_tls']}"
     assert outputs["databaseEndpoint"] == f"postgresql://127.0.0.1:{s.ports['db']}/telemetry"
     assert set(outputs["tenants"]) == {"it-alpha", "it-bravo"}
     assert outputs["tenants"]["it-alpha"]["schema"] == "tenant_it_alpha"
-    assert set(outputs["deviceCredentials"]["it-alpha"]) == {"alpha_device"}
+    assert "deviceCredentials" not in outputs and f"port={s.ports['db']}" in outputs["deviceManagerDsn"]
     assert set(container_ids(s.label)) == {f"telemetry-{s.name}-{part}" for part in ("timescaledb", "emqx", "ingest")}
 
-    # 2. a device of A publishes: the rows land in A's schema, in no other
-    assert_stored_only_in(outputs, "it-alpha", publish(outputs, "it-alpha", count=5))
+    # 2. devices are added with the CLI, and at once a device of A publishes: the rows land in A's
+    #    schema, in no other, with the authenticated identity as device_id; over TLS too
+    alpha = add_devices(outputs, "it-alpha", ["alpha-1", "alpha-2"], tmp_path)
+    bravo = add_devices(outputs, "it-bravo", ["bravo-1"], tmp_path)
+    assert_stored_only_in(outputs, "it-alpha", publish(outputs, "it-alpha", alpha, count=6))
+    assert_stored_only_in(outputs, "it-bravo", publish(outputs, "it-bravo", bravo, count=3, tls=True))
 
     # 3. A's device under B's prefix is refused (deny_action disconnect) and nothing is stored; a wrong password cannot connect
-    crossing = publish(outputs, "it-alpha", count=3, topic_prefix="bravo")
+    crossing = publish(outputs, "it-alpha", {"alpha-1": alpha["alpha-1"]}, count=3, topic_prefix="bravo")
     assert crossing.acknowledged == 0 and not crossing.ok, format_failures(crossing)
     time.sleep(5)  # give a wrongly forwarded message time to be written before looking for it
     assert {schema: n for schema, n in rows_by_schema(outputs, crossing.settings.run_id).items() if n} == {}
-    with pytest.raises(ToolError, match="refused user 'alpha_device'"):
-        publish(outputs, "it-alpha", password="not-the-password")
+    with pytest.raises(ToolError, match="refused user 'alpha-1'"):
+        publish(outputs, "it-alpha", {"alpha-1": alpha["alpha-1"]}, password="not-the-password")
 
-    # 4. adding tenant C is creations only, replaces nothing, and C works at once
+    # 4. a device using another device's client id (same tenant, then another tenant) is refused, and
+    #    the device holding that id keeps its session
+    victim = Session(outputs, "alpha-1", "alpha-1", alpha["alpha-1"])
+    try:
+        assert victim.accepted, victim.connack
+        for username, password in (("alpha-2", alpha["alpha-2"]), ("bravo-1", bravo["bravo-1"])):
+            intruder = Session(outputs, "alpha-1", username, password)
+            intruder.close()
+            assert not intruder.accepted and intruder.connack.getName() == "Not authorized", intruder.connack
+        time.sleep(2)
+        assert victim.ended is None and victim.client.is_connected()
+    finally:
+        victim.close()
+
+    # 5. a disabled device is refused at its next connect (EMQX 5.8 queries the registry on every CONNECT)
+    assert devices_cli.main(["disable", "alpha-2", "--tenant", "it-alpha", "--dsn", outputs["deviceManagerDsn"]]) == 0
+    with pytest.raises(ToolError, match="refused user 'alpha-2'"):
+        publish(outputs, "it-alpha", {"alpha-2": alpha["alpha-2"]}, count=1)
+
+    # 6. the smoke check passes with devices of its own, which it removes
+    outputs_file = tmp_path / "outputs.json"
+    outputs_file.write_text(json.dumps(outputs))
+    assert smoke.main(["--outputs-file", str(outputs_file), "--timeout", "60"]) == 0
+    with psycopg.connect(outputs["deviceManagerDsn"]) as conn:
+        left = conn.execute("SELECT device_id FROM telemetry_registry.devices ORDER BY 1").fetchall()
+    assert [device for (device,) in left] == ["alpha-1", "alpha-2", "bravo-1"]
+
+    # 7. adding tenant C is creations only, replaces nothing, and C works at once
     before = container_ids(s.label)
     s.set_tenants([TENANT_A, TENANT_B, TENANT_C])
     preview = s.stack.preview(color="never", diff=True, on_output=print)
@@ -335,15 +420,15 @@ def test_stack_lifecycle(stack_under_test: StackUnderTest) -> None:
     assert changes_other_than(up.summary.resource_changes, {"create", "same"}) == {}
     assert container_ids(s.label) == before  # nothing running was replaced
     outputs = s.outputs()
-    assert set(outputs["deviceCredentials"]["it-charlie"]) == {"charlie_device", "charlie_gateway"}
-    assert_stored_only_in(outputs, "it-charlie", publish(outputs, "it-charlie", count=4))
-    assert_stored_only_in(outputs, "it-alpha", publish(outputs, "it-alpha", count=2))
+    charlie = add_devices(outputs, "it-charlie", ["charlie-1", "charlie-gateway"], tmp_path)
+    assert_stored_only_in(outputs, "it-charlie", publish(outputs, "it-charlie", charlie, count=4))
+    assert_stored_only_in(outputs, "it-alpha", publish(outputs, "it-alpha", {"alpha-1": alpha["alpha-1"]}, count=2))
 
-    # 5. refresh finds the world as the state describes it
+    # 8. refresh finds the world as the state describes it
     refresh = s.stack.refresh(color="never", expect_no_changes=True, on_output=print)
     assert changes_other_than(refresh.summary.resource_changes, NO_CHANGE_OPS | {"refresh"}) == {}
 
-    # 6. destroy leaves no container or network of this stack; at most the data volumes, which are
+    # 9. destroy leaves no container or network of this stack; at most the data volumes, which are
     #    retained on purpose (retain_on_delete) and which the fixture then removes
     destroy = s.destroy()
     assert destroy.summary.result == "succeeded"

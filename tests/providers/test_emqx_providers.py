@@ -39,7 +39,7 @@ def authorization_props(double: EmqxDouble, max_rules: int = 100) -> dict[str, A
     return {**conn(double), "no_match": "deny", "deny_action": "disconnect", "cache": dict(p.DEFAULT_AUTHZ_CACHE),
             "include_mountpoint": False, "ignore_backend_failures": False,
             "sources": p.default_authorization_sources(max_rules), "managed_usernames": None,
-            "all_rules": [], "client_rules": {}, "foreign_user_rules": {}}
+            "all_rules": [], "client_rules": {}, "foreign_user_rules": {}, "node_cache": None}
 
 
 def connector_props(double: EmqxDouble, name: str = "ingest") -> dict[str, Any]:
@@ -64,8 +64,12 @@ def rule_props(double: EmqxDouble, tenant: str = "a") -> dict[str, Any]:
             "actions": [f"http:tenant_{tenant}"], "enable": True, "description": f"tenant {tenant}"}
 
 
-def user_props(double: EmqxDouble, tenant: str = "a", password: str = "pw-a-0123456789") -> dict[str, Any]:
-    return {**conn(double), "user_id": f"dev_{tenant}", "password": password, "is_superuser": False}
+def user_props(double: EmqxDouble, tenant: str = "a", password: str = "pw-a-0123456789",
+               adopt_existing: bool = True) -> dict[str, Any]:
+    # adopt_existing: the generic adoption cases below say so explicitly; see
+    # test_a_user_the_stack_did_not_create_is_not_taken_over for the default.
+    return {**conn(double), "user_id": f"dev_{tenant}", "password": password, "is_superuser": False,
+            "adopt_existing": adopt_existing}
 
 
 def acl_props(double: EmqxDouble, tenant: str = "a") -> dict[str, Any]:
@@ -384,7 +388,9 @@ def test_wrong_api_key_says_so(case: Case, broker: EmqxDouble) -> None:
     with pytest.raises(p.EmqxApiError) as failure:
         case.provider.create({**case.props(broker), "api_secret": "not-the-secret"})
     message = str(failure.value)
-    assert "EMQX rejected the API key" in message and "bootstrap file" in message
+    assert "EMQX rejected the API key" in message
+    # Both kinds of EMQX: the one the stack runs (its bootstrapped key) and an external one (config keys).
+    assert "emqxApiKey" in message and "telemetry:emqx.external.apiKey" in message
     assert case.provider.label(case.props(broker)) in message and "not-the-secret" not in message
     assert failure.value.status == 401
 
@@ -526,6 +532,19 @@ def test_adopting_a_user_sets_our_password(emqx: EmqxDouble) -> None:
     outs = p.EmqxUserProvider().create(user_props(emqx)).outs
     assert in_state(emqx, lambda s: s.authn_users["dev_a"]["password"]) == "pw-a-0123456789"
     assert "password" not in outs and outs["password_sha256"] == p.fingerprint("pw-a-0123456789", "dev_a")
+
+
+def test_a_user_the_stack_did_not_create_is_not_taken_over(emqx: EmqxDouble) -> None:
+    """Issue 14: creating a device user must not silently take over (and reset the password of) an
+    existing user; EMQX answers 409 and the provider refuses unless adopt_existing says so."""
+    prepare_authenticator(emqx)
+    p.EmqxUserProvider().create(user_props(emqx, password="someone-elses-password"))
+    with pytest.raises(p.EmqxConflictError) as failure:
+        p.EmqxUserProvider().create(user_props(emqx, adopt_existing=False))
+    message = str(failure.value)
+    assert "EMQX user 'dev_a' already exists" in message and "adopt_existing" in message
+    assert "pw-a-0123456789" not in message
+    assert in_state(emqx, lambda s: s.authn_users["dev_a"]["password"]) == "someone-elses-password"
 
 
 def test_user_ids_are_url_encoded(emqx: EmqxDouble) -> None:

@@ -2,8 +2,8 @@
 `emqx.external` pointing at a local PostgreSQL and the EMQX API double, is run with an engine
 stand-in that creates each resource as it is registered:
 
-* the tenant layer's dynamic providers (registry, hypertable, registration, EMQX authenticator,
-  authorization, connector, actions, rules, users, ACLs) run their real `create` with exactly the
+* the dynamic providers (registry, hypertable, registration, the EMQX PostgreSQL authenticator,
+  authorization, connector, actions, rules) run their real `create` with exactly the
   inputs the program rendered for those endpoints, then `read` (what `pulumi refresh` does);
 * pulumi-postgresql's Schema, Role, Grant and DefaultPrivileges are applied as the SQL that
   provider issues (`components.grants.to_sql`), through the connection settings of the program's
@@ -37,8 +37,9 @@ from tests.emqx_double.fixtures import API_KEY, API_SECRET
 from tests.emqx_double.server import EmqxDouble
 from tests.providers._db_helpers import fetch_all, fetch_one
 from tests.unit import harness
-from tests.unit.platform_mocks import settle
 from tests.unit.test_config import dev_config
+from tools import devices as devices_cli
+from tools.device_files import read_credentials
 
 INGEST_URL = "http://127.0.0.1:18000"
 
@@ -117,6 +118,14 @@ class EngineStandIn:
             elif inputs["objectType"] == "schema":
                 conn.execute(grants.to_sql(grants.SchemaGrant(
                     role=inputs["role"], schema=inputs["schema"], privileges=tuple(inputs["privileges"]))))
+            elif inputs["objectType"] == "function":
+                conn.execute(grants.to_sql(grants.FunctionGrant(
+                    role=inputs["role"], schema=inputs["schema"], privileges=tuple(inputs["privileges"]),
+                    functions=tuple(inputs["objects"]))))
+            elif inputs["objectType"] == "column":
+                conn.execute(grants.to_sql(grants.ColumnGrant(
+                    role=inputs["role"], schema=inputs["schema"], privileges=tuple(inputs["privileges"]),
+                    table=inputs["objects"][0], columns=tuple(inputs["columns"]))))
             else:
                 conn.execute(grants.to_sql(grants.TableGrant(
                     role=inputs["role"], schema=inputs["schema"], privileges=tuple(inputs["privileges"]),
@@ -148,9 +157,7 @@ def engine(timescaledb: str) -> Iterator[EngineStandIn]:
 
 def deploy(engine: EngineStandIn, config: dict[str, Any]) -> harness.ProgramRun:
     with patch.object(harness._Mocks, "new_resource", lambda mocks, args: engine.new_resource(mocks, args)):
-        run = harness.run_program(config, stack="external")
-        settle()
-    return run
+        return harness.run_program(config, stack="external")
 
 
 def emqx_get(double: EmqxDouble, path: str) -> Any:
@@ -187,9 +194,33 @@ def test_external_endpoints_tenant_layer_creates_everything_on_the_given_databas
         assert provider.read(id_, outs).id == id_, name
 
 
+def test_external_endpoints_devices_added_with_the_cli_connect_through_what_the_stack_configured(
+    timescaledb, emqx, engine, tmp_path
+):
+    """The whole device path as deployed: the CLI adds devices through deviceManagerDsn; the
+    broker (the double, standing in for EMQX 5.8) checks them with the authenticator and source the
+    stack created, logging in to the real database as the stack's telemetry_emqx_auth role."""
+    run = deploy(engine, external_config(timescaledb, emqx))
+    assert run.error is None and engine.failed is None, run.error or engine.failed
+    credentials = tmp_path / "devices.csv"
+    assert devices_cli.main(["add", "hx-sensor-1", "hx-sensor-2", "--tenant", "hospital-x",
+                             "--dsn", run.outputs["deviceManagerDsn"], "--credentials-file", str(credentials)]) == 0
+    passwords = {c.device_id: c.password for c in read_credentials(credentials)}
+    assert emqx.mqtt_connect("hx-sensor-1", "hx-sensor-1", passwords["hx-sensor-1"]).accepted
+    assert emqx.authorize("hx-sensor-1", "publish", "tenants/hx/hx-sensor-1/telemetry") == "allow"
+    # Another device's client id, with valid credentials of its own: refused, the victim stays.
+    takeover = emqx.mqtt_connect("hx-sensor-1", "hx-sensor-2", passwords["hx-sensor-2"])
+    assert takeover.reason == "not_authorized" and emqx.connected("hx-sensor-1")
+    assert emqx.mqtt_connect("hx-sensor-2", "hx-sensor-2", "wrong-password").reason == "bad_username_or_password"
+    # Another tenant's topics: denied, and the device is disconnected (deny_action).
+    assert emqx.authorize("hx-sensor-1", "publish", "tenants/umc/x/telemetry") == "deny"
+    assert not emqx.connected("hx-sensor-1")
+
+
 def test_external_endpoints_wrong_broker_secret_fails_with_the_resource_and_reason(timescaledb, emqx, engine):
     deploy(engine, external_config(timescaledb, emqx, api_secret="not-the-secret-0000"))
     assert isinstance(engine.failed, EmqxApiError), engine.failed
     message = str(engine.failed)
     assert "EMQX rejected the API key" in message and "401" in message and emqx.url in message
+    assert "telemetry:emqx.external.apiKey" in message
     assert "not-the-secret-0000" not in message

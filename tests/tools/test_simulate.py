@@ -85,7 +85,6 @@ def test_devices_share_the_tenants_device_users_round_robin(
     broker: Broker, subscriber: Subscriber, tmp_path: Path
 ) -> None:
     outputs = broker.outputs()
-    outputs["tenants"][UMC]["devices"] = ["umc_device", "umc_gateway"]
     outputs["deviceCredentials"][UMC]["umc_gateway"] = PASSWORDS["umc_gateway"]
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
 
@@ -144,7 +143,8 @@ def test_wrong_password_is_refused_with_a_clear_error(broker: Broker, subscriber
 
     assert completed.returncode == 1
     assert_one_sentence_error(
-        completed, f"{broker.host}:{broker.port}", "refused user 'umc_device'", "deviceCredentials --show-secrets"
+        completed, f"{broker.host}:{broker.port}", "refused user 'umc_device'", "python -m tools.devices",
+        "username as client id",
     )
     assert completed.stdout == ""
     assert subscriber.settle() == []

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from components.providers.telemetry_ddl import telemetry_table_ddl
+from tests.devices.conftest import DeviceDb, drop_device_db, make_device_db
 from tests.emqx_double.server import EmqxDouble
+from tests.pg_server import PostgresServer
 from tests.tools.conftest import ACME, UMC, Broker, watching_all_tenants
 from tests.tools.emqx_stand_in import api_outputs, stack_emqx
 from tools import smoke
@@ -37,6 +40,10 @@ class TenantDatabase:
     superuser_dsn: str
     endpoint: str  # databaseEndpoint: no credentials
     readers: dict[str, tuple[str, str]]  # slug -> (role, password)
+    registry: DeviceDb  # the registry with both tenants, and the device-manager role
+
+    def devices(self) -> list[tuple[str, str]]:
+        return self.registry.execute("SELECT device_id, tenant FROM telemetry_registry.devices ORDER BY 1")
 
     def insert(self, slug: str, topic: str, payload: dict) -> None:
         table = sql.Identifier(SCHEMAS[slug], "telemetry")
@@ -50,6 +57,7 @@ class TenantDatabase:
 
     def outputs(self, broker: Broker, emqx: EmqxDouble) -> dict:
         outputs = broker.outputs(database_endpoint=self.endpoint, **api_outputs(emqx))
+        outputs["deviceManagerDsn"] = self.registry.manager_dsn
         for slug, (role, password) in self.readers.items():
             outputs["tenants"][slug]["readerRole"] = role
             outputs["readerPasswords"][slug] = password
@@ -57,8 +65,9 @@ class TenantDatabase:
 
 
 @pytest.fixture()
-def tenant_database(database: str) -> Iterator[TenantDatabase]:
-    """Both tenants' schemas and tables, and a reader role per tenant that may SELECT only its own schema."""
+def tenant_database(postgres_server: PostgresServer, database: str) -> Iterator[TenantDatabase]:
+    """Both tenants' schemas and tables, a reader role per tenant that may SELECT only its own schema, and
+    the registry with its device-manager role (deviceManagerDsn)."""
     suffix = uuid.uuid4().hex[:8]
     readers = {slug: (f"{schema}_reader_{suffix}", f"pw-{slug}") for slug, schema in SCHEMAS.items()}
     params = conninfo_to_dict(database)
@@ -78,7 +87,9 @@ def tenant_database(database: str) -> Iterator[TenantDatabase]:
                 )
             )
     endpoint = f"postgresql://{params['host']}:{params['port']}/{params['dbname']}"
-    yield TenantDatabase(database, endpoint, readers)
+    registry = make_device_db(postgres_server, database, {slug: prefix for prefix, slug in PREFIXES.items()})
+    yield TenantDatabase(database, endpoint, readers, registry)
+    drop_device_db(registry)
     with psycopg.connect(database, autocommit=True) as conn:
         for role, _ in readers.values():
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
@@ -90,6 +101,33 @@ def emqx() -> Iterator[EmqxDouble]:
     """The EMQX management API smoke reads the loss counters from, with both tenants' rule and action."""
     with stack_emqx({slug: prefix for prefix, slug in PREFIXES.items()}) as double:
         yield double
+
+
+@dataclass
+class RegistryFollower:
+    """Stands in for EMQX authenticating from the registry: mosquitto learns each check device smoke adds."""
+
+    added: list[str]
+    skip: set[str]
+
+
+@pytest.fixture()
+def broker_follows_the_registry(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> RegistryFollower:
+    follower = RegistryFollower([], set())
+    original = smoke.check_devices
+
+    @contextmanager
+    def following(outputs: dict, slugs, run_id: str):
+        with original(outputs, slugs, run_id) as devices:
+            for slug, credentials in devices.credentials.items():
+                for device, password in credentials.items():
+                    follower.added.append(device)
+                    if slug not in follower.skip:
+                        broker.add_user(device, password, f"tenants/{outputs['tenants'][slug]['topicPrefix']}/#")
+            yield devices
+
+    monkeypatch.setattr(smoke, "check_devices", following)
+    return follower
 
 
 @pytest.fixture()
@@ -152,9 +190,11 @@ def test_smoke_passes_when_every_tenants_messages_are_stored(
     broker: Broker,
     tenant_database: TenantDatabase,
     ingest_stand_in: set[str],
+    broker_follows_the_registry: RegistryFollower,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """`make smoke` on a fresh stack: no device exists; the check adds its own, one per tenant, and removes them."""
     ingest_stand_in.update({UMC, ACME})
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps(tenant_database.outputs(broker, emqx)))
@@ -166,6 +206,13 @@ def test_smoke_passes_when_every_tenants_messages_are_stored(
     assert lines[0].startswith(f"PASS {ACME}: 3/3 messages stored in {SCHEMAS[ACME]}.telemetry")
     assert lines[1].startswith(f"PASS {UMC}: 3/3 messages stored in {SCHEMAS[UMC]}.telemetry")
     assert lines[2] == "smoke: 2 of 2 tenants passed"
+    added = broker_follows_the_registry.added
+    assert len(added) == 2 and all(re.fullmatch(r"smoke-[0-9a-f]{12}-[01]", device) for device in added)
+    stored = tenant_database.registry.execute(
+        f"SELECT DISTINCT device_id FROM {SCHEMAS[UMC]}.telemetry UNION SELECT DISTINCT device_id FROM "
+        f"{SCHEMAS[ACME]}.telemetry")
+    assert sorted(device for (device,) in stored) == sorted(added)  # published as the check devices, ids = usernames
+    assert tenant_database.devices() == []  # and removed afterwards
 
 
 def test_smoke_fails_the_tenant_whose_messages_never_arrive(
@@ -173,6 +220,7 @@ def test_smoke_fails_the_tenant_whose_messages_never_arrive(
     broker: Broker,
     tenant_database: TenantDatabase,
     ingest_stand_in: set[str],
+    broker_follows_the_registry: RegistryFollower,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -188,17 +236,19 @@ def test_smoke_fails_the_tenant_whose_messages_never_arrive(
     assert "check the ingest service logs" in lines[0]
     assert lines[1].startswith(f"PASS {UMC}: 2/2 messages stored")
     assert lines[2] == "smoke: 1 of 2 tenants passed"
+    assert tenant_database.devices() == []  # a failed check removes its devices too
 
 
 def test_smoke_reports_broker_and_database_problems_per_tenant(
     emqx: EmqxDouble,
     broker: Broker,
     tenant_database: TenantDatabase,
+    broker_follows_the_registry: RegistryFollower,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    broker_follows_the_registry.skip.add(UMC)  # the broker never learns umc's check device
     outputs = tenant_database.outputs(broker, emqx)
-    outputs["deviceCredentials"][UMC]["umc_device"] = "wrong"
     outputs["readerPasswords"][ACME] = "wrong"
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(outputs))
@@ -211,9 +261,31 @@ def test_smoke_reports_broker_and_database_problems_per_tenant(
         f"FAIL {ACME}: cannot read {SCHEMAS[ACME]}.telemetry as {tenant_database.readers[ACME][0]}"
     )
     assert lines[1].startswith(
-        f"FAIL {UMC}: publishing failed: the MQTT broker at {broker.host}:{broker.port} refused user 'umc_device'"
+        f"FAIL {UMC}: publishing failed: the MQTT broker at {broker.host}:{broker.port} refused user 'smoke-"
     )
     assert lines[2] == "smoke: 0 of 2 tenants passed"
+
+
+def test_smoke_names_a_tenant_the_registry_does_not_know(
+    emqx: EmqxDouble, broker: Broker, tenant_database: TenantDatabase, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tenant_database.registry.execute("DELETE FROM telemetry_registry.tenants WHERE slug = %s", (ACME,))
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(tenant_database.outputs(broker, emqx)))
+    assert smoke.main(["--outputs-file", str(path), "--tenant", ACME]) == 1
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(f"FAIL {ACME}: could not add a check device: unknown tenant '{ACME}'")
+
+
+def test_smoke_without_device_manager_dsn_says_what_to_do(
+    emqx: EmqxDouble, broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = broker.write_outputs(tmp_path / "outputs.json", **api_outputs(emqx))
+    assert smoke.main(["--outputs-file", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the stack outputs have no 'deviceManagerDsn'")
+    assert "--credentials-file" in err[0] and "python -m tools.devices add" in err[0]
 
 
 def test_smoke_checks_only_the_named_tenant_and_rejects_unknown_ones(
@@ -242,6 +314,7 @@ def test_smoke_fails_a_tenant_whose_emqx_drop_counters_grew_during_the_run(
     broker: Broker,
     tenant_database: TenantDatabase,
     ingest_stand_in: set[str],
+    broker_follows_the_registry: RegistryFollower,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

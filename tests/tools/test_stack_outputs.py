@@ -20,7 +20,6 @@ OUTPUTS = {
         "uberlandia-medical-center": {
             "topicPrefix": "umc",
             "schema": "tenant_uberlandia_medical_center",
-            "devices": ["umc_device", "umc_gateway"],
             "readerRole": "tenant_uberlandia_medical_center_reader",
         }
     },
@@ -120,9 +119,16 @@ def test_unknown_tenant_lists_the_known_ones() -> None:
         tenant_outputs(OUTPUTS, "acme")
 
 
-def test_outputs_of_an_older_program_name_the_missing_output() -> None:
-    with pytest.raises(ToolError, match="the stack outputs have no 'deviceCredentials'"):
-        tenant_outputs({k: v for k, v in OUTPUTS.items() if k != "deviceCredentials"}, "uberlandia-medical-center")
+def test_without_device_passwords_in_the_outputs_the_error_names_the_devices_cli() -> None:
+    """Only a stack still listing `devices` exports their passwords; otherwise devices are registry rows."""
+    without = {k: v for k, v in OUTPUTS.items() if k != "deviceCredentials"}
+    with pytest.raises(ToolError) as caught:
+        tenant_outputs(without, "uberlandia-medical-center")
+    assert str(caught.value) == (
+        "the stack outputs hold no device credentials for tenant 'uberlandia-medical-center' (devices are registry "
+        "rows): add devices with `python -m tools.devices add <id> --tenant uberlandia-medical-center "
+        "--credentials-file devices.csv` and pass --credentials-file devices.csv")
+    assert tenant_outputs(without, "uberlandia-medical-center", require_devices=False).devices == ()
 
 
 def test_mqtt_address() -> None:

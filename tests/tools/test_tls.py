@@ -20,10 +20,10 @@ import pytest
 
 from tests.net import free_port
 from tests.tools.conftest import ACL, PASSWORDS, UMC, Broker, _find, stop_broker
-from tests.tools.emqx_stand_in import api_outputs
 from tests.tools.test_smoke import (  # noqa: F401 - fixtures
     SCHEMAS,
     TenantDatabase,
+    broker_follows_the_registry,
     emqx,
     ingest_stand_in,
     tenant_database,
@@ -90,7 +90,7 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
                     process.kill()
                     pytest.fail(f"mosquitto did not start: {log.read_text()}")
                 time.sleep(0.05)
-    plain = Broker("127.0.0.1", plain_port, process, log)
+    plain = Broker("127.0.0.1", plain_port, process, log, password_file, acl_file)
     yield TlsBroker(plain, tls_port, ca_file, ca.cert_pem.bytes().decode())
     stop_broker(plain)
 
@@ -142,7 +142,8 @@ def test_cafile_without_tls_is_a_usage_error(tls_broker, tmp_path, capsys):
     assert code == 2 and "--cafile is for TLS connections: add --tls" in capsys.readouterr().err
 
 
-def test_smoke_over_tls(tls_broker, tenant_database, ingest_stand_in, emqx, tmp_path, capsys):  # noqa: F811 - fixtures
+def test_smoke_over_tls(tls_broker, tenant_database, ingest_stand_in, emqx, broker_follows_the_registry,  # noqa: F811
+                        tmp_path, capsys):
     ingest_stand_in.add(UMC)
     outputs = tenant_database.outputs(tls_broker.plain, emqx)
     outputs |= {"mqttTlsEndpoint": f"mqtts://127.0.0.1:{tls_broker.tls_port}"}
@@ -154,9 +155,11 @@ def test_smoke_over_tls(tls_broker, tenant_database, ingest_stand_in, emqx, tmp_
     assert lines[0].startswith(f"PASS {UMC}: 3/3 messages stored in {SCHEMAS[UMC]}.telemetry")
 
 
-def test_smoke_without_the_tls_endpoint_names_the_missing_output(tls_broker, emqx, tmp_path, capsys):  # noqa: F811
-    path = _write(tmp_path / "outputs.json", tls_broker.plain.outputs(**api_outputs(emqx)))
+def test_smoke_without_the_tls_endpoint_names_the_missing_output(tls_broker, tenant_database, emqx,  # noqa: F811
+                                                                 tmp_path, capsys):
+    path = _write(tmp_path / "outputs.json", tenant_database.outputs(tls_broker.plain, emqx))
     code = smoke.main(["--outputs-file", str(path), "--tenant", UMC, "--tls"])
     assert code == 1
     assert "the stack outputs have no 'mqttTlsEndpoint'" in capsys.readouterr().out
+    assert tenant_database.devices() == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from unittest.mock import patch
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+from pulumi.runtime.settings import SETTINGS, _get_rpc_manager, set_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -160,6 +162,32 @@ def config_values(config: dict[str, Any]) -> dict[str, str]:
     return {f"telemetry:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
+def settle() -> None:
+    """Leave the runtime's global state as a fresh process would have it, for the next program run.
+
+    The runtime stops waiting at the first failed registration and keeps the others (bound to
+    that run's event loop) in its global state, where the next run would wait for them forever;
+    and `set_mocks` keeps an existing root Stack resource, so without a reset the next run's
+    top-level resources would sit under this run's stack (another stack name).
+    """
+    manager = _get_rpc_manager()
+    pending = [asyncio.ensure_future(item) for item in (*manager.rpcs, *SETTINGS.outputs)]
+    if pending:
+        asyncio.get_event_loop().run_until_complete(asyncio.wait(pending, timeout=60))
+    for future in pending:
+        if future.done() and not future.cancelled():
+            future.exception()  # retrieved: asyncio will not log it from a finalizer
+    manager.clear()
+    with SETTINGS.lock:
+        SETTINGS.outputs.clear()
+    set_root_resource(None)
+    # Finalize a failed run's futures here rather than at some later collection: asyncio logs a
+    # never-retrieved exception from a future's finalizer, formatting its traceback with
+    # ast.parse, which CPython 3.11.7 can reject ("AST constructor recursion depth mismatch")
+    # when the collection happens inside another ast.parse, e.g. pytest rewriting an import.
+    gc.collect()
+
+
 def run_program(
     config: dict[str, Any], stack: str = "dev", preview: bool = False, secret_keys: tuple[str, ...] = ()
 ) -> ProgramRun:
@@ -169,14 +197,14 @@ def run_program(
     """
     from components.stack import main
 
+    # Whatever ran before (a failed run's pending registrations, another project's root stack
+    # from @pulumi.runtime.test): cleared, so every run starts as a fresh process would.
+    settle()
     # Pulumi's runtime uses the thread's current event loop; a test that ran
     # asyncio.run() before leaves none behind, so start from a fresh one.
     asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = _Mocks()
     monitor = _RecordingMonitor(mocks)
-    # set_mocks keeps a root stack resource an earlier test left behind (another project's, e.g.
-    # from @pulumi.runtime.test): start without one, so this program's stack is the root.
-    pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project="telemetry", stack=stack, preview=preview, monitor=monitor)
     values = config_values(config)
     secret_full_keys = [f"telemetry:{key}" for key in secret_keys]
@@ -202,5 +230,7 @@ def run_program(
         _sync_await(resolve_exports())
     except Exception as error:  # the engine would report it; tests inspect it
         run.error = error
+    finally:
+        settle()  # and leaves nothing behind for the next run, failed or not
     run.registrations = monitor.registrations
     return run

@@ -139,20 +139,26 @@ def test_port_clash_between_services():
     assert problem.startswith("telemetry:ingest.hostPort: port 18083 is also telemetry:emqx.dashboardPort")
 
 
-def test_empty_device_list():
-    [problem] = problems_of(with_tenant_change(1, devices=[]))
-    assert problem.startswith("telemetry:tenants[1].devices: the device list is empty")
+def test_devices_are_not_stack_config():
+    """Devices are registry rows: a tenant lists none (the dev stack does not); `devices` stays
+    only for stacks deployed before, and is then the migration path."""
+    config = parse_stack_config(dev_config())
+    assert all(tenant.devices == [] for tenant in config.tenants)
+    assert all("devices" not in raw for raw in dev_config()["tenants"])
+    assert parse_stack_config(with_tenant_change(1, devices=["hx_device_1"])).tenants[1].devices == ["hx_device_1"]
+    assert parse_stack_config(with_tenant_change(1, devices=[])).tenants[1].devices == []
 
 
-def test_missing_devices():
-    config = dev_config()
-    del config["tenants"][1]["devices"]
-    [problem] = problems_of(config)
-    assert problem == "telemetry:tenants[1].devices: required key is missing; add it"
+def test_bad_device_id_names_the_key_and_the_cli():
+    [problem] = problems_of(with_tenant_change(1, devices=["has/slash"]))
+    assert problem.startswith("telemetry:tenants[1].devices: 'has/slash': device usernames use letters")
+    assert "python -m tools.devices add" in problem
 
 
 def test_device_repeated_across_tenants():
-    [problem] = problems_of(with_tenant_change(1, devices=["hx_device_1", "umc_device"]))
+    config = with_tenant_change(0, devices=["umc_device"])
+    config["tenants"][1]["devices"] = ["hx_device_1", "umc_device"]
+    [problem] = problems_of(config)
     assert problem.startswith("telemetry:tenants[1].devices: 'umc_device' is already a device of tenants[0]")
 
 
@@ -176,7 +182,7 @@ def test_image_without_tag():
 
 
 def test_every_problem_is_listed_at_once():
-    config = with_tenant_change(1, slug="BAD", devices=[])
+    config = with_tenant_change(1, slug="BAD", devices=["bad/id"])
     config["emqx"] = dict(config["emqx"], mqttPort=0)
     config["extra"] = 1
     problems = problems_of(config)

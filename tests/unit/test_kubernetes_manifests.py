@@ -53,7 +53,8 @@ def _variant(name: str) -> dict:
     elif name == "external-database":
         config["timescaledb"] = {"external": EXTERNAL_DATABASE}
     elif name == "external-broker":
-        config["emqx"] = {"external": EXTERNAL_EMQX}
+        # EMQX outside the cluster reaches the in-cluster database through an address of the operator's.
+        config["emqx"] = {"external": {**EXTERNAL_EMQX, "databaseServer": "timescaledb.example.com:5432"}}
     return config
 
 

@@ -174,6 +174,23 @@ def test_kubernetes_network_policies_admit_only_the_intended_peers(run):
     }
 
 
+def test_kubernetes_database_admits_an_external_emqx():
+    """An EMQX outside the cluster queries the registry to authenticate devices: the database's
+    policy admits its address ranges, as the ingest service's does."""
+    from tests.unit.test_kubernetes_manifests import EXTERNAL_EMQX
+
+    config = k8s_config(emqx={"external": {**EXTERNAL_EMQX, "databaseServer": "timescaledb.example.com:5432"}})
+    external = run_platform(config)
+    assert external.error is None, external.error
+    database = external.named("network-policies-timescaledb").inputs["spec"]
+    [clients] = [rule for rule in database["ingress"] if rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+                 and any("ipBlock" in peer for peer in rule["from"]) and
+                 any(peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "ingest"
+                     for peer in rule["from"])]
+    assert {"ipBlock": {"cidr": "192.0.2.0/24"}} in clients["from"]
+    assert external.named("device-access-authenticator").inputs["server"] == "timescaledb.example.com:5432"
+
+
 def test_kubernetes_explicit_endpoints_open_no_load_balancer_for_pulumi():
     config = k8s_config()
     config["kubernetes"]["timescaledb"].update(adminHost="127.0.0.1", adminPort=15432)
@@ -185,7 +202,11 @@ def test_kubernetes_explicit_endpoints_open_no_load_balancer_for_pulumi():
     assert names == {"ingest-service"}
     provider = run.named("timescaledb-provider")
     assert (provider.inputs["host"], provider.inputs["port"]) == ("127.0.0.1", "15432")  # provider config is text
-    assert run.named("emqx-authenticator").inputs["api_url"] == "http://127.0.0.1:18083"
+    assert run.named("device-access-authenticator").inputs["api_url"] == "http://127.0.0.1:18083"
+    # The device CLI reaches the database where Pulumi does; EMQX through the in-cluster Service.
+    assert "host=127.0.0.1 port=15432" in run.outputs["deviceManagerDsn"] and "sslmode=require" in (
+        run.outputs["deviceManagerDsn"])
+    assert run.named("device-access-authenticator").inputs["server"] == "timescaledb-rw.telemetry.svc:5432"
     # An image reference: nothing is built, the Deployment runs that image.
     assert not run.by_type("docker:index/image:Image")
     assert _container(run)["image"] == "registry.example.com/telemetry/ingest:1.4.2"

@@ -65,8 +65,11 @@ def test_platform_docker_with_external_database_runs_no_database_container():
     assert_never_in_clear(run, EXTERNAL_DATABASE["password"])
 
 
+DATABASE_TUNNEL = "db-tunnel.example.com:15432"
+
+
 def test_platform_docker_with_external_emqx_runs_no_broker_container():
-    run = _run({**dev_config(), "emqx": {"external": DOCKER_EMQX}})
+    run = _run({**dev_config(), "emqx": {"external": {**DOCKER_EMQX, "databaseServer": DATABASE_TUNNEL}}})
     assert not [r for r in run.registrations if r.name.startswith("emqx-") and r.type.startswith("docker:")]
     connector = run.named("emqx-ingest-connector")
     assert connector.inputs["url"] == "https://ingest.example.com"
@@ -75,7 +78,35 @@ def test_platform_docker_with_external_emqx_runs_no_broker_container():
     assert run.urn_of("ingest-container") in connector.dependencies
     assert run.named("emqx").type == "telemetry:external:Broker"
     assert run.outputs["dashboardUrl"] == "https://emqx.example.com:18083"
+    # The stack owns that EMQX's authentication and authorization too, and EMQX reaches the
+    # stack's database where the operator said: not timescaledb:5432, not 127.0.0.1.
+    authenticator = run.named("device-access-authenticator").inputs
+    assert authenticator["server"] == DATABASE_TUNNEL and authenticator["api_url"] == "https://emqx.example.com:18083"
+    [source, _] = run.named("device-access-authorization").inputs["sources"]
+    assert source["server"] == DATABASE_TUNNEL
+    # The operator still reaches the database on the host port.
+    assert "host=127.0.0.1 port=15432" in run.outputs["deviceManagerDsn"]
     assert_never_in_clear(run, EXTERNAL_EMQX["apiSecret"], EXTERNAL_EMQX["apiKey"])
+
+
+@pytest.mark.parametrize("platform", ["docker", "kubernetes"])
+def test_platform_external_emqx_with_the_stacks_database_needs_its_address(platform):
+    """EMQX queries the registry itself; the stack's own database is private to the Docker network
+    (its host port on 127.0.0.1) or to the cluster, so the address is a required key then."""
+    config = (k8s_config(emqx={"external": EXTERNAL_EMQX}) if platform == "kubernetes"
+              else {**dev_config(), "emqx": {"external": DOCKER_EMQX}})
+    [problem] = _problems(config)
+    assert problem.startswith("telemetry:emqx.external.databaseServer: required key is missing")
+    assert ("127.0.0.1" if platform == "docker" else "timescaledb-rw") in problem
+    assert "pulumi config set --path telemetry:emqx.external.databaseServer" in problem
+    # With an external database both reach, its address is the default.
+    both = _run({**dev_config(), "timescaledb": {"external": EXTERNAL_DATABASE}, "emqx": {"external": DOCKER_EMQX}})
+    assert both.named("device-access-authenticator").inputs["server"] == "db.example.com:5432"
+    assert both.named("device-access-authenticator").inputs["ssl"] == {
+        "enable": True, "verify": "verify_peer", "cacerts": True, "server_name_indication": "db.example.com"}
+    bad = _problems({**dev_config(), "emqx": {"external": {**DOCKER_EMQX, "databaseServer": "no-port"}}})
+    assert bad == ["telemetry:emqx.external.databaseServer: 'no-port' is not host:port; "
+                   "write e.g. 'db-tunnel.example.com:5432'"]
 
 
 def test_platform_kubernetes_with_both_external_runs_only_the_ingest_service():
@@ -124,8 +155,9 @@ def test_platform_external_config_errors_name_the_key():
     problems = _problems({**dev_config(), "timescaledb": {"external": database}, "emqx": {"external": emqx}})
     assert "telemetry:timescaledb.external.password: required key is missing; add it" in problems
     assert any(p.startswith("telemetry:emqx.external.apiUrl: 'emqx.example.com' is not an http(s) URL") for p in problems)
-    [problem] = _problems(k8s_config(emqx={"external": DOCKER_EMQX}))
-    assert problem.startswith("telemetry:emqx.external.sourceRanges: required on the kubernetes platform")
+    problems = _problems(k8s_config(emqx={"external": {**DOCKER_EMQX, "databaseServer": DATABASE_TUNNEL}}))
+    assert [p.split(":")[1].split(" ")[0] for p in problems] == ["emqx.external.sourceRanges"]
+    assert problems[0].startswith("telemetry:emqx.external.sourceRanges: required on the kubernetes platform")
 
 
 def test_platform_external_credentials_do_not_show_in_the_parsed_config():

@@ -43,8 +43,10 @@ DOCKER_PLATFORM_RESOURCES = {
     ("docker:index/container:Container", "emqx-container"),
     ("docker:index/remoteImage:RemoteImage", "emqx-image"),
     ("docker:index/volume:Volume", "emqx-data"),
-    ("pulumi-python:dynamic/emqx:Authenticator", "emqx-authenticator"),
-    ("pulumi-python:dynamic/emqx:Authorization", "emqx-authorization"),
+    # Issue 14 replaced emqx-authenticator (the built-in database) and emqx-authorization on
+    # purpose: devices are registry rows, and the PostgreSQL authenticator and the authorization
+    # are device access's (device-access-*, platform-independent), created after the tenants'
+    # legacy device imports; Pulumi deletes the old two at the end of that `pulumi up`.
     ("pulumi-python:dynamic/emqx:Connector", "emqx-ingest-connector"),
     ("random:index/randomPassword:RandomPassword", "emqx-api-key"),
     ("random:index/randomPassword:RandomPassword", "emqx-api-secret"),
@@ -99,7 +101,8 @@ def test_unknown_platform_is_a_config_error_naming_the_choices():
 def test_docker_platform_keeps_its_resource_names():
     run = run_program(dev_config())
     assert run.error is None, run.error
-    platform_resources = {(r.type, r.name) for r in run.registrations if not r.name.startswith("tenant-")}
+    platform_resources = {(r.type, r.name) for r in run.registrations
+                          if not r.name.startswith(("tenant-", "device-access"))}
     assert platform_resources == DOCKER_PLATFORM_RESOURCES
     # All of them sit where they always did: at the top of the stack or under their component.
     top_level = {r.name for r in run.registrations if r.type.startswith("telemetry:")

@@ -37,6 +37,10 @@ RECORDED_PATHS = [
     ("components.providers.registry", "TenantRegistrationProvider"),
     ("components.providers.extension", "TimescaleExtensionProvider"),
     ("components.platforms.operator_check", "RequiredOperatorProvider"),
+    # Devices as data (issue 14).
+    ("components.providers.emqx.postgres_auth", "EmqxPostgresAuthenticatorProvider"),
+    ("components.providers.emqx", "EmqxPostgresAuthenticatorProvider"),
+    ("components.providers.device_import", "LegacyDeviceImportProvider"),
 ]
 
 

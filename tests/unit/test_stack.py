@@ -151,7 +151,7 @@ def test_secrets_are_secret_in_inputs(dev):
 
 def test_generated_credentials_are_secret_outputs(dev):
     secret_outputs = {
-        "deviceCredentials", "readerPasswords", "ingestTokens", "databaseSuperuserPassword",
+        "deviceManagerDsn", "readerPasswords", "ingestTokens", "databaseSuperuserPassword",
         "ingestWriterPassword", "emqxApiKey", "emqxApiSecret", "emqxDashboardPassword",
     }
     assert secret_outputs <= dev.secret_outputs
@@ -172,10 +172,12 @@ def test_plain_outputs(dev):
     assert dev.outputs["tenants"]["hospital-x"] == {
         "topicPrefix": "hx",
         "schema": "tenant_hospital_x",
-        "devices": ["hx_device_1", "hx_device_2"],
         "readerRole": "tenant_hospital_x_reader",
     }
-    assert set(dev.outputs["deviceCredentials"]["hospital-x"]) == {"hx_device_1", "hx_device_2"}
+    # The device CLI's connection: the device-manager role on the host port (a libpq key=value string).
+    dsn = dev.outputs["deviceManagerDsn"]
+    assert dsn.startswith("host=127.0.0.1 port=15432 dbname=telemetry user=telemetry_device_manager password=")
+    assert "generated-device-access-manager-password" in dsn
 
 
 def test_postgres_provider_waits_for_the_database_container(dev):

@@ -46,16 +46,23 @@ def test_each_tenant_gets_its_database_registry_and_emqx_resources(dev):
         "reader-password": "random:index/randomPassword:RandomPassword",
         "ingest-token": "random:index/randomPassword:RandomPassword",
     }
-    for slug, devices in (("uberlandia-medical-center", ["umc_device"]), ("hospital-x", ["hx_device_1", "hx_device_2"])):
+    for slug in ("uberlandia-medical-center", "hospital-x"):
         component = f"tenant-{slug}"
         children = children_of(dev, component)
         for suffix, type_ in expected.items():
             assert children.get(f"{component}-{suffix}") == type_, (component, suffix)
-        for device in devices:
-            assert children[f"{component}-device-{device}"] == DYNAMIC + "emqx:User"
-            assert children[f"{component}-device-{device}-acl"] == DYNAMIC + "emqx:UserAcl"
-            assert children[f"{component}-device-{device}-password"] == "random:index/randomPassword:RandomPassword"
-        assert len(children) == len(expected) + 3 * len(devices)
+        # Devices are registry rows (python -m tools.devices): nothing per device in the stack.
+        assert len(children) == len(expected)
+
+
+def test_the_dev_stack_registers_no_per_device_resource(dev):
+    """Issue 14's bar: devices are data. No EMQX user or ACL, no device password, nothing named after a device."""
+    types = {r.type for r in dev.registrations}
+    assert not {DYNAMIC + "emqx:User", DYNAMIC + "emqx:UserAcl", DYNAMIC + "emqx:Authenticator",
+                DYNAMIC + "telemetry:LegacyDeviceImport"} & types
+    assert not [r.name for r in dev.registrations if "-device-" in r.name]
+    assert "deviceCredentials" not in dev.outputs
+    assert all(set(entry) == {"topicPrefix", "schema", "readerRole"} for entry in dev.outputs["tenants"].values())
 
 
 def test_schema_and_roles_are_named_after_the_slug(dev):
@@ -135,37 +142,16 @@ def test_rule_selects_the_tenants_topics_into_its_action(dev):
     assert depends(dev, f"{UMC}-rule", f"{UMC}-action")
 
 
-def test_devices_are_confined_to_the_tenant_prefix(dev):
-    acl = dev.named("tenant-hospital-x-device-hx_device_1-acl").inputs
-    assert acl["username"] == "hx_device_1"
-    assert {(r["topic"], r["permission"], r["action"]) for r in acl["rules"]} == {
-        ("tenants/hx/#", "allow", "publish"), ("tenants/hx/#", "allow", "subscribe")}
-    user = dev.named("tenant-hospital-x-device-hx_device_1")
-    assert user.inputs["user_id"] == "hx_device_1" and user.inputs["is_superuser"] is False
-    assert user.is_secret("password") and "password" in user.additional_secret_outputs
-    # A user can connect only once its ACL and the deny-by-default setup exist.
-    assert depends(dev, "tenant-hospital-x-device-hx_device_1", "emqx-authenticator",
-                   "tenant-hospital-x-device-hx_device_1-acl")
-    assert depends(dev, "tenant-hospital-x-device-hx_device_1-acl", "emqx-authorization", "tenant-hospital-x-rule")
-
-
 def test_emqx_stack_wide_objects(dev):
     children = children_of(dev, "emqx")
-    assert children["emqx-authenticator"] == DYNAMIC + "emqx:Authenticator"
-    assert children["emqx-authorization"] == DYNAMIC + "emqx:Authorization"
     assert children["emqx-ingest-connector"] == DYNAMIC + "emqx:Connector"
-    authz = dev.named("emqx-authorization").inputs
-    assert (authz["no_match"], authz["deny_action"]) == ("deny", "disconnect")
-    assert authz["sources"] == [{"type": "built_in_database", "enable": True, "max_rules": 100},
-                                {"type": "file", "enable": False}]
+    # Authentication and authorization are device access's (tests/unit/test_device_access.py).
+    assert not {"emqx-authenticator", "emqx-authorization"} & set(children)
     connector = dev.named("emqx-ingest-connector")
     assert connector.inputs["url"] == "http://ingest:8000"
-    for name in ("emqx-authenticator", "emqx-authorization", "emqx-ingest-connector"):
-        resource = dev.named(name)
-        assert resource.inputs["api_url"] == "http://127.0.0.1:18083"
-        assert resource.is_secret("api_secret") and "api_secret" in resource.additional_secret_outputs
-        assert depends(dev, name, "emqx-container")
-    assert depends(dev, "emqx-ingest-connector", "ingest-container")
+    assert connector.inputs["api_url"] == "http://127.0.0.1:18083"
+    assert connector.is_secret("api_secret") and "api_secret" in connector.additional_secret_outputs
+    assert depends(dev, "emqx-ingest-connector", "emqx-container", "ingest-container")
 
 
 def test_every_action_uses_the_shared_connector(dev):
@@ -179,7 +165,7 @@ def test_many_tenants_register():
     """300 generated tenants: the program completes and registers every tenant's resources."""
     config = copy.deepcopy(dev_config())
     config["tenants"] = [
-        {"slug": f"tenant-{i:03d}", "topicPrefix": f"t{i:03d}", "retention": "30 days", "devices": [f"dev_{i:03d}"]}
+        {"slug": f"tenant-{i:03d}", "topicPrefix": f"t{i:03d}", "retention": "30 days"}
         for i in range(300)
     ]
     run = run_program(config)

@@ -7,12 +7,14 @@ stacks keep working.
 """
 
 from components.providers.emqx.auth import EmqxAuthenticatorProvider, EmqxAuthorizationProvider
+from components.providers.emqx.backend_status import EmqxBackendUnreachableError
 from components.providers.emqx.base import UNKNOWN, _EmqxProvider, differences, fingerprint
 from components.providers.emqx.bridges import EmqxActionProvider, EmqxConnectorProvider, EmqxRuleProvider
 from components.providers.emqx.caches import drain_authorization_caches
 from components.providers.emqx.client import (
     DEFAULT_AUTHZ_CACHE,
     DEFAULT_PASSWORD_HASH,
+    POSTGRES_AUTHENTICATOR_ID,
     REDACTED,
     ApiAnswer,
     EmqxApi,
@@ -23,6 +25,7 @@ from components.providers.emqx.client import (
     _wire,
 )
 from components.providers.emqx.delivery import DEFAULT_DELIVERY_WINDOW, ActionDelivery, parse_window
+from components.providers.emqx.postgres_auth import EmqxPostgresAuthenticatorProvider
 from components.providers.emqx.resources import (
     EmqxAction,
     EmqxActionArgs,
@@ -33,6 +36,8 @@ from components.providers.emqx.resources import (
     EmqxConnection,
     EmqxConnector,
     EmqxConnectorArgs,
+    EmqxPostgresAuthenticator,
+    EmqxPostgresAuthenticatorArgs,
     EmqxRule,
     EmqxRuleArgs,
     EmqxUser,
@@ -48,6 +53,7 @@ __all__ = [
     "DEFAULT_AUTHZ_CACHE",
     "DEFAULT_DELIVERY_WINDOW",
     "DEFAULT_PASSWORD_HASH",
+    "POSTGRES_AUTHENTICATOR_ID",
     "REDACTED",
     "UNKNOWN",
     "ActionDelivery",
@@ -63,12 +69,16 @@ __all__ = [
     "EmqxAuthorization",
     "EmqxAuthorizationArgs",
     "EmqxAuthorizationProvider",
+    "EmqxBackendUnreachableError",
     "EmqxConflictError",
     "EmqxConnection",
     "EmqxConnector",
     "EmqxConnectorArgs",
     "EmqxConnectorProvider",
     "EmqxNotReadyError",
+    "EmqxPostgresAuthenticator",
+    "EmqxPostgresAuthenticatorArgs",
+    "EmqxPostgresAuthenticatorProvider",
     "EmqxRule",
     "EmqxRuleArgs",
     "EmqxRuleProvider",

@@ -1,16 +1,21 @@
-"""Stack-wide access control: the built-in-database authenticator and the authorization configuration."""
+"""Stack-wide access control: the authorization configuration, and the built-in-database authenticator
+of stacks from before devices-as-data (kept so their state loads and deletes; the registry's
+authenticator is postgres_auth.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import quote
 
 from components.providers.emqx.authz_config import (
     converge_sources,
     live_configuration,
+    put_node_cache,
     put_settings,
     remove_foreign_rules,
 )
+from components.providers.emqx.backend_status import wait_until_connected
 from components.providers.emqx.base import (
     _delete_tolerating_missing,
     _EmqxProvider,
@@ -77,16 +82,22 @@ class EmqxAuthenticatorProvider(_EmqxProvider):
 class EmqxAuthorizationProvider(_EmqxProvider):
     """The broker's whole authorization configuration, owned by the stack (authz_config.py).
 
-    Inputs: `sources`, the desired sources in evaluation order (today `built_in_database`, then
-    the default `file` source disabled, since its acl.conf ends in `{allow, all}`); the settings
-    (`no_match`, `deny_action`, `cache`, and on 6.x `include_mountpoint`,
-    `ignore_backend_failures`); `managed_usernames`, when given, the usernames whose
-    built-in-database rules EmqxUserAcl resources own (the stack leaves it out, so that adding a
-    tenant changes no stack-wide resource: each EmqxUserAcl watches its own username). Desired and
-    compared as well: `all_rules: []`, `client_rules: {}`, `foreign_user_rules: {}` - anything EMQX
-    holds there was written outside the stack and can open one tenant's topics to another, so
-    `read` reports it and `update` deletes it, then empties the authorization caches. Moving devices to a `postgresql` source later means a
-    different `sources` list (with that source's password handled as a secret input).
+    Inputs: `sources`, the desired sources in evaluation order: the registry's `postgresql`
+    source (devices as data), then the shipped `file` source switched off (its acl.conf ends in
+    `{allow, all}`, which would allow whatever the database does not match; stacks from before
+    devices-as-data had `built_in_database` first instead); `database_password`, the password
+    of the `postgresql` source, a secret input kept out of `sources` and tracked through
+    `database_password_sha256` (EMQX answers `******`); the settings (`no_match`,
+    `deny_action`, `cache`, and on 6.x `include_mountpoint`, `ignore_backend_failures`);
+    `node_cache`, 6.2's node-wide cache of query results; `managed_usernames`, when given, the
+    usernames whose built-in-database rules EmqxUserAcl resources own. Desired and compared as
+    well: `all_rules: []`, `client_rules: {}`, `foreign_user_rules: {}` - anything EMQX holds
+    there was written outside the stack and can open one tenant's topics to another, so `read`
+    reports it and `update` deletes it, then empties the authorization caches.
+
+    With a `postgresql` source the write is checked: EMQX accepts a source whose database it
+    cannot reach, so create and update wait (`status_timeout`) until the source reports
+    `connected`, and fail with what EMQX was told to reach otherwise.
 
     The source list is never converged by deleting a source the stack still wants (deleting an
     enabled built_in_database source wipes every rule, section 13.12); only a pre-existing
@@ -94,16 +105,25 @@ class EmqxAuthorizationProvider(_EmqxProvider):
 
     Delete leaves the broker closed: the settings stay deny-by-default and the `file` source
     stays disabled, so a broker that outlives the stack does not become open to every client.
-    Only the built_in_database source is deleted, after Pulumi has deleted the EmqxUserAcl
-    resources that depend on it; while any per-user rule is left, delete refuses with a message.
+    The stack's other sources are deleted (a `built_in_database` one after Pulumi has deleted
+    the EmqxUserAcl resources that depend on it; while any per-user rule is left, delete
+    refuses with a message).
     """
 
     kind = "EMQX authorization"
     compared_keys = ("no_match", "deny_action", "cache", "include_mountpoint", "ignore_backend_failures",
-                     "sources", "all_rules", "client_rules", "foreign_user_rules")
+                     "sources", "all_rules", "client_rules", "foreign_user_rules", "node_cache")
+    secret_inputs: ClassVar[dict[str, str]] = {"database_password": "database_password_sha256"}
 
     def object_id(self, props: Mapping[str, Any]) -> str:
         return "authorization"
+
+    @staticmethod
+    def written_sources(props: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The sources as EMQX is sent them: the `postgresql` one with its password."""
+        password = props.get("database_password")
+        return [{**source, "password": password} if source["type"] == "postgresql" and password is not None
+                else dict(source) for source in props["sources"]]
 
     def post(self, api: EmqxApi, props: Mapping[str, Any]) -> bool:
         wanted = next((s for s in props["sources"] if s["type"] == "built_in_database"), None)
@@ -123,12 +143,29 @@ class EmqxAuthorizationProvider(_EmqxProvider):
         return live_configuration(api, props)
 
     def put(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
-        converge_sources(api, self.label(props), props["sources"])
+        # Created or adopted: a source EMQX already has may hold another password; write ours.
+        self.write(api, props, force=[s["type"] for s in props["sources"] if s["type"] == "postgresql"])
+
+    def converge(self, api: EmqxApi, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+        self.write(api, news, force=["postgresql"] if self.secret_changes(olds, news) else [])
+
+    def write(self, api: EmqxApi, props: Mapping[str, Any], force: list[str]) -> None:
+        converge_sources(api, self.label(props), self.written_sources(props), force)
         remove_foreign_rules(api, props.get("managed_usernames"))
         put_settings(api, props)
+        put_node_cache(api, props)
         # Rule-table deletions and a settings change do not drain the caches by themselves.
         drain_authorization_caches(api)
 
+    def settle(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
+        for source in props.get("sources") or []:
+            if source["type"] == "postgresql" and source.get("enable", True):
+                connection = {**source, "status_timeout": props.get("status_timeout")}
+                wait_until_connected(api, "/authorization/sources/postgresql/status", self.label(props), connection)
+
     def remove(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
         _refuse_while_listed(api, AUTHZ_USER_RULES_PATH, self.label(props), "per-user rules", "EmqxUserAcl")
-        _delete_tolerating_missing(api, "/authorization/sources/built_in_database")
+        # State from before `sources` was an input knows only the built-in database.
+        for source in props.get("sources") or [{"type": "built_in_database"}]:
+            if source["type"] != "file":  # the file source stays, disabled: its acl.conf allows all
+                _delete_tolerating_missing(api, f"/authorization/sources/{quote(source['type'], safe='')}")

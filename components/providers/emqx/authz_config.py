@@ -12,6 +12,10 @@ it and `update` removes it. Facts used (reference sections 9, 13.12-13.14, 14.3)
   tables of `{username|clientid, rules}`.
 * Settings: 5.8 needs all three keys; 6.x resets any key left out to its default and has
   `include_mountpoint` and `ignore_backend_failures`, so the stack sends those too there.
+* 6.2's node-wide cache of query results (`GET|PUT /authorization/node_cache`, 204 on PUT,
+  `[6.2.2] emqx_authz_api_cache.erl`): 5.8 has no such path (404), so nothing is set there.
+* A source's password comes back as `******`; the desired sources are compared without it, and
+  a changed password forces a PUT of that source (`force`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ BUILTIN_RULES_PATH = f"{SOURCES_PATH}/built_in_database/rules"
 RULE_TABLES = {"users": "username", "clients": "clientid"}
 # Settings that exist only from 6.0 on; a 5.8 broker refuses them as unknown fields.
 SETTINGS_6X = ("include_mountpoint", "ignore_backend_failures")
+NODE_CACHE_PATH = "/authorization/node_cache"
 PAGE_LIMIT = 1000
 
 
@@ -63,6 +68,7 @@ def live_configuration(api: EmqxApi, props: Mapping[str, Any]) -> dict[str, Any]
         **{key: settings.get(key, props.get(key)) for key in SETTINGS_6X},
         "sources": [source_view(source, desired_sources) for source in sources],
         "all_rules": [], "client_rules": {}, "foreign_user_rules": {},
+        "node_cache": live_node_cache(api, props),
     }
     if any(source.get("type") == "built_in_database" for source in sources):
         live["all_rules"] = (api.call("GET", f"{BUILTIN_RULES_PATH}/all", accept=(200,)).body or {}).get("rules", [])
@@ -73,8 +79,24 @@ def live_configuration(api: EmqxApi, props: Mapping[str, Any]) -> dict[str, Any]
     return live
 
 
-def converge_sources(api: EmqxApi, label: str, desired: Sequence[Mapping[str, Any]]) -> None:
-    """Create, correct, remove and order the sources so EMQX has exactly `desired`, in order."""
+def live_node_cache(api: EmqxApi, props: Mapping[str, Any]) -> Any:
+    if props.get("node_cache") is None:
+        return None  # the stack leaves EMQX's own setting
+    found = _get_or_none(api, NODE_CACHE_PATH)
+    return props.get("node_cache") if found is None else found  # 5.8: nothing to compare
+
+
+def put_node_cache(api: EmqxApi, props: Mapping[str, Any]) -> None:
+    if props.get("node_cache") is not None and _get_or_none(api, NODE_CACHE_PATH) is not None:
+        api.call("PUT", NODE_CACHE_PATH, dict(props["node_cache"]), accept=(204,))
+
+
+def converge_sources(api: EmqxApi, label: str, desired: Sequence[Mapping[str, Any]],
+                     force: Sequence[str] = ()) -> None:
+    """Create, correct, remove and order the sources so EMQX has exactly `desired`, in order.
+
+    `force` names source types written even when they look the same (their password changed,
+    which EMQX hides)."""
     live = {s["type"]: s for s in api.call("GET", SOURCES_PATH, accept=(200,)).body.get("sources") or []}
     wanted_types = [source["type"] for source in desired]
     for source_type in live:
@@ -85,7 +107,7 @@ def converge_sources(api: EmqxApi, label: str, desired: Sequence[Mapping[str, An
         existing = live.get(source["type"])
         if existing is None:
             api.call("POST", SOURCES_PATH, dict(source), accept=(204,))
-        elif differences(dict(source), existing, source["type"]):
+        elif source["type"] in force or differences(dict(source), existing, source["type"]):
             # PUT needs the whole source: keep what the stack does not set (the file's rules).
             body = {key: value for key, value in existing.items() if key not in ("status", "metrics")}
             api.call("PUT", f"{SOURCES_PATH}/{quote(source['type'], safe='')}", {**body, **source}, accept=(204,))

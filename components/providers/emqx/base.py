@@ -138,11 +138,22 @@ class _EmqxProvider(ResourceProvider):
     def adopt(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
         """Called after adopting an identical object; subclasses re-apply unreadable secrets."""
 
+    def settle(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
+        """Called after every create and update: what must hold once the object is written (for
+        example EMQX reaching a backend it only reports through a status endpoint)."""
+
     def comparable(self, props: Mapping[str, Any]) -> dict[str, Any]:
         return {key: props.get(key) for key in self.compared_keys}
 
     def fingerprints(self, props: Mapping[str, Any]) -> dict[str, str]:
-        return {out: fingerprint(props[secret], self.object_id(props)) for secret, out in self.secret_inputs.items()}
+        # A secret input may be optional (absent from state written before it existed).
+        return {out: fingerprint(props[secret], self.object_id(props))
+                for secret, out in self.secret_inputs.items() if props.get(secret) is not None}
+
+    def secret_changes(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+        """The secret inputs whose fingerprint differs from the one recorded in `olds`."""
+        return [secret for secret, out in self.secret_inputs.items()
+                if news.get(secret) is not None and olds.get(out) != fingerprint(news[secret], self.object_id(news))]
 
     # -- shared behaviour --
     def label(self, props: Mapping[str, Any]) -> str:
@@ -175,6 +186,7 @@ class _EmqxProvider(ResourceProvider):
                 else:
                     self.fail_if_different(props, live)
                     self.adopt(api, props)
+            self.settle(api, props)
         return CreateResult(self.object_id(props), self.outputs(props))
 
     def fail_if_different(self, props: Mapping[str, Any], live: Mapping[str, Any]) -> None:
@@ -197,8 +209,7 @@ class _EmqxProvider(ResourceProvider):
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = self.changed_keys(news, olds)
         changed += [key for key in CONNECTION_KEYS if olds.get(key) != news.get(key)]
-        changed += [secret for secret, out in self.secret_inputs.items()
-                    if olds.get(out) != fingerprint(news.get(secret, ""), self.object_id(news))]
+        changed += self.secret_changes(olds, news)
         replaces = [key for key in changed if key in self.replace_keys]
         # A diff-driven replacement has a new EMQX id: create the new object first (see the
         # module docstring). Any other replacement (`pulumi up --replace`) keeps the same id, so
@@ -208,6 +219,7 @@ class _EmqxProvider(ResourceProvider):
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         with self.client(news) as api:
             self.converge(api, olds, news)
+            self.settle(api, news)
         return UpdateResult(self.outputs(news))
 
     def converge(self, api: EmqxApi, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:

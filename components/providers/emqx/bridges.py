@@ -32,9 +32,7 @@ def _converge_enable_or_put(provider: _EmqxProvider, api: EmqxApi, olds: Mapping
     enabled action restarts its buffer workers (what they held is lost, the metrics restart at
     zero: `emqx_bridge_v2:uninstall_bridge_v2/4`), so no PUT is sent that is not needed.
     """
-    changed = provider.changed_keys(news, olds)
-    changed += [secret for secret, out in provider.secret_inputs.items()
-                if olds.get(out) != fingerprint(news.get(secret, ""), provider.object_id(news))]
+    changed = provider.changed_keys(news, olds) + provider.secret_changes(olds, news)
     if changed == ["enable"]:
         state = "true" if news.get("enable", True) else "false"
         path = f"{provider.enable_path}/{_path_segment(provider.object_id(news))}/enable/{state}"

@@ -22,6 +22,7 @@ READ_TIMEOUT_S = 30.0
 STATUS_READ_TIMEOUT_S = 5.0
 MAX_READY_POLL_INTERVAL_S = 2.0
 BUILTIN_AUTHENTICATOR_ID = "password_based:built_in_database"
+POSTGRES_AUTHENTICATOR_ID = "password_based:postgresql"
 USERS_PATH = f"/authentication/{BUILTIN_AUTHENTICATOR_ID}/users"
 AUTHZ_USER_RULES_PATH = "/authorization/sources/built_in_database/rules/users"
 CONNECTION_KEYS = ("api_url", "api_key", "api_secret")
@@ -213,9 +214,13 @@ class EmqxApi:
         reason = _scrub(_emqx_reason(message), secrets)
         call = f"{method} {path}"
         if status == 401 and code == "BAD_API_KEY_OR_SECRET":
+            # The key is wrong, expired or disabled. Where it comes from depends on who runs EMQX.
             text = (f"{self.resource}: EMQX rejected the API key at {self.base_url} ({call}: 401 {code}, "
-                    f"{reason!r}): check the key/secret in the stack's EMQX bootstrap file "
-                    "(api_key.bootstrap_file) and the api_key/api_secret the resources are given")
+                    f"{reason!r}): for an EMQX the stack runs, the key is the one the stack bootstraps "
+                    "(emqxApiKey/emqxApiSecret outputs; a container or cluster created before the key "
+                    "existed does not load it: restart EMQX); for an external EMQX, compare "
+                    "telemetry:emqx.external.apiKey and apiSecret with the API keys in its dashboard "
+                    "(System > API Key: enabled, not expired, role administrator)")
         else:
             details = _scrub("".join(f"; {k}: {json.dumps(v)}" for k, v in extra.items()), secrets)
             status_text = f"HTTP {status} {code}" if code else f"HTTP {status}"

@@ -12,6 +12,7 @@ from components.providers.emqx.auth import EmqxAuthenticatorProvider, EmqxAuthor
 from components.providers.emqx.bridges import EmqxActionProvider, EmqxConnectorProvider, EmqxRuleProvider
 from components.providers.emqx.client import DEFAULT_AUTHZ_CACHE, DEFAULT_PASSWORD_HASH, DEFAULT_READY_TIMEOUT_S
 from components.providers.emqx.delivery import ActionDelivery
+from components.providers.emqx.postgres_auth import EmqxPostgresAuthenticatorProvider
 from components.providers.emqx.users import EmqxUserAclProvider, EmqxUserProvider
 
 # ---- Pulumi resources -------------------------------------------------------------------
@@ -79,6 +80,12 @@ class EmqxAuthorizationArgs:
     # 6.x only (5.8 has neither): kept at EMQX's defaults, since 6.x resets them on every settings PUT.
     include_mountpoint: pulumi.Input[bool] = False
     ignore_backend_failures: pulumi.Input[bool] = False
+    # The password of the `postgresql` source in `sources` (secret; kept out of `sources`).
+    database_password: pulumi.Input[str] | None = None
+    # 6.2's node-wide cache of query results (`/authorization/node_cache`); None leaves EMQX's.
+    node_cache: pulumi.Input[Mapping[str, Any]] | None = None
+    # How long create and update wait for EMQX to report its database connection `connected`.
+    status_timeout: pulumi.Input[float] | None = None
 
 
 class EmqxAuthorization(pulumi.dynamic.Resource, module="emqx", name="Authorization"):
@@ -97,7 +104,51 @@ class EmqxAuthorization(pulumi.dynamic.Resource, module="emqx", name="Authorizat
                  "sources": [dict(source) for source in sources], "managed_usernames": args.managed_usernames,
                  # What this resource is for: checked on read like any other input.
                  "all_rules": [], "client_rules": {}, "foreign_user_rules": {}, "emqx_id": None}
-        super().__init__(EmqxAuthorizationProvider(), resource_name, props, _options(opts, []))
+        if args.database_password is not None:
+            props.update(database_password=pulumi.Output.secret(args.database_password),
+                         database_password_sha256=None)
+        if args.node_cache is not None:
+            props["node_cache"] = args.node_cache
+        if args.status_timeout is not None:
+            props["status_timeout"] = args.status_timeout
+        super().__init__(EmqxAuthorizationProvider(), resource_name, props,
+                         _options(opts, ["database_password", "database_password_sha256"]))
+
+
+@dataclass
+class EmqxPostgresAuthenticatorArgs:
+    connection: EmqxConnection
+    server: pulumi.Input[str]  # host:port as EMQX reaches the database
+    database: pulumi.Input[str]
+    username: pulumi.Input[str]
+    password: pulumi.Input[str]  # secret
+    query: pulumi.Input[str]
+    password_hash_algorithm: pulumi.Input[Mapping[str, Any]]
+    pool_size: pulumi.Input[int] = 8
+    ssl: pulumi.Input[Mapping[str, Any]] = field(default_factory=lambda: {"enable": False})
+    enable: pulumi.Input[bool] = True
+    # 6.2's node-wide cache of query results (`/authentication/settings`); None leaves EMQX's.
+    node_cache: pulumi.Input[Mapping[str, Any]] | None = None
+    status_timeout: pulumi.Input[float] | None = None
+
+
+class EmqxPostgresAuthenticator(pulumi.dynamic.Resource, module="emqx", name="PostgresAuthenticator"):
+    """`password_based:postgresql`. Outputs: emqx_id, server, database, username, pool_size, ssl,
+    query, password_hash_algorithm, enable, node_cache, other_authenticators (empty when EMQX has
+    no other), password_sha256 (secret). The password itself is not an output."""
+
+    emqx_id: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, args: EmqxPostgresAuthenticatorArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {**args.connection.props(), "server": args.server, "database": args.database,
+                 "username": args.username, "password": pulumi.Output.secret(args.password),
+                 "pool_size": args.pool_size, "ssl": args.ssl, "query": args.query,
+                 "password_hash_algorithm": args.password_hash_algorithm, "enable": args.enable,
+                 "node_cache": args.node_cache, "status_timeout": args.status_timeout,
+                 "other_authenticators": [], "password_sha256": None, "emqx_id": None}
+        super().__init__(EmqxPostgresAuthenticatorProvider(), resource_name, props,
+                         _options(opts, ["password", "password_sha256"]))
 
 
 @dataclass
@@ -205,6 +256,8 @@ class EmqxUserArgs:
     user_id: pulumi.Input[str]
     password: pulumi.Input[str]  # secret
     is_superuser: pulumi.Input[bool] = False
+    # Take over (and reset the password of) a user that already exists in EMQX.
+    adopt_existing: pulumi.Input[bool] = False
 
 
 class EmqxUser(pulumi.dynamic.Resource, module="emqx", name="User"):
@@ -216,7 +269,8 @@ class EmqxUser(pulumi.dynamic.Resource, module="emqx", name="User"):
     def __init__(self, resource_name: str, args: EmqxUserArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         props = {**args.connection.props(), "user_id": args.user_id, "password": pulumi.Output.secret(args.password),
-                 "is_superuser": args.is_superuser, "password_sha256": None, "emqx_id": None}
+                 "is_superuser": args.is_superuser, "adopt_existing": args.adopt_existing,
+                 "password_sha256": None, "emqx_id": None}
         super().__init__(EmqxUserProvider(), resource_name, props,
                          _options(opts, ["password", "password_sha256"]))
 

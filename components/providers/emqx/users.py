@@ -20,6 +20,7 @@ from components.providers.emqx.client import (
     USERS_PATH,
     EmqxApi,
     EmqxApiError,
+    EmqxConflictError,
 )
 
 # ---- authn user -------------------------------------------------------------------------
@@ -27,7 +28,14 @@ from components.providers.emqx.client import (
 
 class EmqxUserProvider(_EmqxProvider):
     """A device user of the built-in-database authenticator. The password is never readable
-    from EMQX: it is tracked through `password_sha256` and re-applied when a user is adopted."""
+    from EMQX: it is tracked through `password_sha256`.
+
+    A user that already exists in EMQX is someone's: adopting it would reset its password and lock
+    out whoever uses it. Create therefore refuses, naming the user, unless the input
+    `adopt_existing` is true (the operator says the user is this resource's, e.g. after the state
+    was lost); then the stack's password is applied. The stack itself no longer creates device
+    users (devices are registry rows); the class stays for the state of older stacks and for
+    anyone building on these providers."""
 
     kind = "EMQX user"
     compared_keys = ("user_id", "is_superuser")
@@ -54,6 +62,12 @@ class EmqxUserProvider(_EmqxProvider):
         return api.call("POST", USERS_PATH, body, accept=(201, 409)).status == 409
 
     def adopt(self, api: EmqxApi, props: Mapping[str, Any]) -> None:
+        if not props.get("adopt_existing"):
+            raise EmqxConflictError(
+                f"{self.label(props)} already exists in EMQX's built-in database and was not created by this "
+                "resource; taking it over would reset its password and lock out whoever uses it. Choose another "
+                "user id, delete the user in EMQX, or set adopt_existing=True if it is really this resource's"
+            )
         self.put(api, props)  # the stored password cannot be compared: set ours
 
     def live(self, api: EmqxApi, props: Mapping[str, Any]) -> dict[str, Any] | None:
