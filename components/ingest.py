@@ -95,6 +95,8 @@ class IngestServiceArgs:
     database: pulumi.Resource
     config: IngestConfig
     labels: dict[str, str]
+    # MAX_MESSAGE_AGE_SECONDS: at least the EMQX delivery window (delivery.accepted_message_age_seconds).
+    max_message_age_seconds: int
 
 
 class IngestService(pulumi.ComponentResource):
@@ -138,7 +140,10 @@ class IngestService(pulumi.ComponentResource):
             image=image.image_name,
             restart="unless-stopped",
             # The DSN (with the writer's password) is a file, never an environment variable.
-            envs=[f"DATABASE_URL_FILE={DATABASE_URL_FILE}", f"PORT={CONTAINER_PORT}", f"WORKERS={args.config.workers}"],
+            envs=[
+                f"DATABASE_URL_FILE={DATABASE_URL_FILE}", f"PORT={CONTAINER_PORT}", f"WORKERS={args.config.workers}",
+                f"MAX_MESSAGE_AGE_SECONDS={args.max_message_age_seconds}",
+            ],
             uploads=[
                 docker.ContainerUploadArgs(
                     file=DATABASE_URL_FILE,

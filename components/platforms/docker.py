@@ -33,6 +33,7 @@ from components.platform import (
 from components.platforms.external_broker import ExternalBroker, ExternalBrokerArgs
 from components.platforms.external_database import ExternalDatabase, ExternalDatabaseArgs
 from components.providers.emqx import ActionDelivery
+from components.providers.emqx.delivery import accepted_message_age_seconds
 from components.timescaledb import SUPERUSER, TimescaleDb, TimescaleDbArgs
 
 
@@ -86,6 +87,7 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
             database=database_ready,
             config=config.ingest,
             labels=labels,
+            max_message_age_seconds=accepted_message_age_seconds(config.emqx.delivery_window),
         ),
     )
     broker_ready: list[pulumi.Resource] = []

@@ -49,9 +49,11 @@ class IngestDeploymentArgs:
     labels: dict[str, str]
     # Set when the broker runs outside the cluster: the Service becomes a LoadBalancer open to these ranges.
     external_broker_ranges: list[str]
+    # MAX_MESSAGE_AGE_SECONDS: at least the EMQX delivery window (delivery.accepted_message_age_seconds).
+    max_message_age_seconds: int
 
 
-def pod_spec(image: pulumi.Input[str], settings: KubernetesIngestConfig, workers: int) -> dict:
+def pod_spec(image: pulumi.Input[str], settings: KubernetesIngestConfig, workers: int, max_message_age_seconds: int) -> dict:
     probe_defaults = {"periodSeconds": 5, "timeoutSeconds": 3}
     return {
         "automountServiceAccountToken": False,
@@ -71,6 +73,7 @@ def pod_spec(image: pulumi.Input[str], settings: KubernetesIngestConfig, workers
                 {"name": "DATABASE_URL_FILE", "value": f"{SECRET_DIR}/database-url"},
                 {"name": "PORT", "value": str(CONTAINER_PORT)},
                 {"name": "WORKERS", "value": str(workers)},
+                {"name": "MAX_MESSAGE_AGE_SECONDS", "value": str(max_message_age_seconds)},
             ],
             "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "failureThreshold": 2, **probe_defaults},
             "livenessProbe": {
@@ -150,7 +153,8 @@ class IngestDeployment(pulumi.ComponentResource):
                 "replicas": settings.replicas,
                 "selector": {"matchLabels": INGEST_POD_LABELS},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                "template": {"metadata": {"labels": labels}, "spec": pod_spec(image, settings, args.workers)},
+                "template": {"metadata": {"labels": labels}, "spec": pod_spec(
+                    image, settings, args.workers, args.max_message_age_seconds)},
             },
             opts=target.options(
                 self, secret, identity.role, *identity.registry_access, args.database, ignore_changes=["spec.replicas"]

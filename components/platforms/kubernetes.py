@@ -43,6 +43,7 @@ from components.platforms.kubernetes_target import (
 from components.platforms.network_policies import NetworkPolicies, NetworkPoliciesArgs
 from components.platforms.operators import CNPG_NAMESPACE, CNPG_OPERATOR_POD_LABELS, Operators, OperatorsArgs
 from components.providers.emqx import ActionDelivery
+from components.providers.emqx.delivery import accepted_message_age_seconds
 
 
 def build_kubernetes_platform(config: StackConfig, project: str, stack: str) -> PlatformBuild:
@@ -113,6 +114,7 @@ def build_kubernetes_platform(config: StackConfig, project: str, stack: str) -> 
             database=database_ready,
             labels=labels,
             external_broker_ranges=external_broker.source_ranges if external_broker else [],
+            max_message_age_seconds=accepted_message_age_seconds(config.emqx.delivery_window),
         ),
     )
     outputs["ingestUrl"] = ingest.internal_url

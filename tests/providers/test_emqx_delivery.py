@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from components.config import ConfigError, parse_stack_config
-from components.providers.emqx.delivery import ActionDelivery, parse_window
+from components.providers.emqx.delivery import (
+    ActionDelivery,
+    accepted_message_age_seconds,
+    parse_window,
+    window_seconds,
+)
 
 
 @pytest.mark.parametrize("text,expected", [("15m", "15m"), ("15 minutes", "15m"), ("2h", "2h"), (" 1 day ", "1d"),
@@ -60,3 +65,32 @@ def test_every_tenants_action_takes_its_buffer_from_the_stack_config() -> None:
                         "buffer_seg_bytes": "4MB"}
         # measured elsewhere (ingest throughput): unchanged
         assert (action.inputs["worker_pool_size"], action.inputs["inflight_window"]) == (16, 100)
+
+
+@pytest.mark.parametrize(("window", "days"), [("15m", 7), ("10d", 11), ("infinity", 366)])
+def test_the_ingest_service_accepts_every_message_emqx_may_still_deliver(window: str, days: int) -> None:
+    # A message's time is EMQX's publish_received_at: one held for the whole window arrives that old,
+    # and the ingest service's age limit (400, which EMQX never retries) must not refuse it.
+    assert accepted_message_age_seconds(window) == days * 86400
+    if window != "infinity":
+        assert accepted_message_age_seconds(window) > window_seconds(parse_window(window))
+
+
+def test_ingest_age_limit_follows_the_window_on_docker_and_kubernetes() -> None:
+    from tests.unit.harness import run_program
+    from tests.unit.platform_mocks import k8s_config, kubernetes_objects, run_platform
+    from tests.unit.test_config import dev_config
+
+    docker_config = dev_config()
+    docker_config["emqx"] = {**(docker_config.get("emqx") or {}), "deliveryWindow": "10d"}
+    run = run_program(docker_config)
+    assert run.error is None, run.error
+    assert "MAX_MESSAGE_AGE_SECONDS=950400" in run.named("ingest-container").inputs["envs"]
+
+    config = k8s_config()
+    config["emqx"] = {**(config.get("emqx") or {}), "deliveryWindow": "10d"}
+    run = run_platform(config)
+    assert run.error is None, run.error
+    [deployment] = [o for o in kubernetes_objects(run) if o["kind"] == "Deployment"]
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MAX_MESSAGE_AGE_SECONDS"] == "950400"

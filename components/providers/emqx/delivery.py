@@ -66,6 +66,24 @@ def window_seconds(window: str) -> float:
     return int(window[:-1]) * UNIT_SECONDS[window[-1]]
 
 
+# The ingest service refuses (400, final for EMQX) a message whose time lies further back than
+# MAX_MESSAGE_AGE_SECONDS: the bound on how many chunks one request may touch (ingest README).
+# Its time is EMQX's publish_received_at, so a message EMQX held for the whole delivery window
+# arrives that old: the ingest service must accept at least the window, with a day to spare.
+MIN_MESSAGE_AGE_S = 7 * 86400
+MESSAGE_AGE_MARGIN_S = 86400
+# With an unbounded window the buffer's size still bounds how long EMQX holds messages.
+INFINITE_WINDOW_MESSAGE_AGE_S = 366 * 86400
+
+
+def accepted_message_age_seconds(window: str) -> int:
+    """MAX_MESSAGE_AGE_SECONDS for the ingest service, so nothing EMQX delivers late is refused."""
+    seconds = window_seconds(parse_window(window))
+    if math.isinf(seconds):
+        return INFINITE_WINDOW_MESSAGE_AGE_S
+    return max(MIN_MESSAGE_AGE_S, int(seconds) + MESSAGE_AGE_MARGIN_S)
+
+
 @dataclass(frozen=True)
 class ActionDelivery:
     """The HTTP action's `resource_opts` that decide what survives an ingest or database outage."""
