@@ -13,7 +13,7 @@ import pytest
 from components.providers import emqx as p
 from tests.emqx_double.fixtures import API_KEY, API_SECRET
 from tests.emqx_double.server import EmqxDouble
-from tests.providers.test_emqx_providers import (
+from tests.providers.emqx_provider_helpers import (
     BRIDGE_READ_ONLY,
     CASES,
     RULE_READ_ONLY,
