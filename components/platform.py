@@ -19,6 +19,7 @@ from typing import Any
 import pulumi
 import pulumi_postgresql as postgresql
 
+from components.config import ExternalTimescaleDbConfig
 from components.providers.emqx import ActionDelivery, EmqxConnection
 
 
@@ -77,6 +78,15 @@ class DeviceDatabase:
     operator_port: pulumi.Input[int]
     operator_sslmode: str
 
+    @classmethod
+    def external(cls, endpoint: ExternalTimescaleDbConfig) -> DeviceDatabase:
+        """A managed database: EMQX (wherever it runs) and the operator reach the same endpoint."""
+        return cls(
+            emqx_server=f"{endpoint.host}:{endpoint.port}",
+            emqx_ssl=emqx_ssl_for(endpoint.sslmode, endpoint.host),
+            operator_host=endpoint.host, operator_port=endpoint.port, operator_sslmode=endpoint.sslmode,
+        )
+
 
 @dataclass
 class PlatformBuild:
@@ -90,6 +100,29 @@ class PlatformBuild:
     broker_ready: list[pulumi.Resource] = field(default_factory=list)
     # Endpoints and credentials (secrets already wrapped) the stack exports, by output name.
     outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def tenant_platform(database: Any, table_owner: str, ingest: Any, broker: Any, delivery_window: str) -> TenantPlatform:
+    """The tenants' interface from any platform's components.
+
+    ``database`` has ``admin_dsn``, ``provider`` and ``database_name``; ``ingest`` its
+    ``writer_role`` and ``registry``; ``broker`` its ``connection`` and ``connector``: what every
+    platform's (or external endpoint's) component exposes under the same names.
+    """
+    return TenantPlatform(
+        database=TenantDatabase(
+            admin_dsn=database.admin_dsn,
+            provider=database.provider,
+            database_name=database.database_name,
+            table_owner=table_owner,
+        ),
+        ingest=TenantIngest(writer_role_name=ingest.writer_role.name, registry=ingest.registry),
+        broker=TenantBroker(
+            connection=broker.connection,
+            connector_name=broker.connector.name,
+            action_delivery=ActionDelivery.for_window(delivery_window),
+        ),
+    )
 
 
 def emqx_ssl_for(sslmode: str, host: str) -> dict[str, Any]:

@@ -18,7 +18,12 @@ import pulumi_postgresql as postgresql
 
 from components.config import KubernetesTimescaleDbConfig
 from components.credentials import generated_password
-from components.platforms.kubernetes_target import KubernetesTarget, database_pod_labels, load_balancer_address
+from components.platforms.kubernetes_target import (
+    KubernetesTarget,
+    awaited_metadata,
+    database_pod_labels,
+    load_balancer_address,
+)
 from components.timescaledb import DATABASE_NAME, MAX_PARALLEL_WORKERS, background_workers, worker_processes
 
 CLUSTER_NAME = "timescaledb"
@@ -118,15 +123,7 @@ class TimescaleDbCluster(pulumi.ComponentResource):
             f"{resource_name}-cluster",
             api_version="postgresql.cnpg.io/v1",
             kind="Cluster",
-            metadata={
-                "name": CLUSTER_NAME,
-                "namespace": namespace,
-                "labels": args.labels,
-                "annotations": {
-                    "pulumi.com/waitFor": "condition=Ready",
-                    "pulumi.com/timeoutSeconds": str(READY_TIMEOUT_SECONDS),
-                },
-            },
+            metadata=awaited_metadata(CLUSTER_NAME, namespace, args.labels, READY_TIMEOUT_SECONDS),
             spec=cluster_spec(settings, args.tenant_count, f"{CLUSTER_NAME}-superuser"),
             opts=target.options(self, superuser_secret, *args.operator, protect=True, retain_on_delete=True),
         )

@@ -21,18 +21,9 @@ from components.emqx import Emqx, EmqxArgs
 from components.ingest import IngestService, IngestServiceArgs
 from components.labels import stack_labels
 from components.network import Network, NetworkArgs
-from components.platform import (
-    DeviceDatabase,
-    PlatformBuild,
-    TenantBroker,
-    TenantDatabase,
-    TenantIngest,
-    TenantPlatform,
-    emqx_ssl_for,
-)
+from components.platform import DeviceDatabase, PlatformBuild, tenant_platform
 from components.platforms.external_broker import ExternalBroker, ExternalBrokerArgs
 from components.platforms.external_database import ExternalDatabase, ExternalDatabaseArgs
-from components.providers.emqx import ActionDelivery
 from components.providers.emqx.delivery import accepted_message_age_seconds
 from components.timescaledb import SUPERUSER, TimescaleDb, TimescaleDbArgs
 
@@ -50,12 +41,7 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
         table_owner = database.table_owner
         outputs["databaseEndpoint"] = database.admin_endpoint
         # EMQX (in its container, or external) and the operator reach the same managed endpoint.
-        device_database = DeviceDatabase(
-            emqx_server=f"{external_database.host}:{external_database.port}",
-            emqx_ssl=emqx_ssl_for(external_database.sslmode, external_database.host),
-            operator_host=external_database.host, operator_port=external_database.port,
-            operator_sslmode=external_database.sslmode,
-        )
+        device_database = DeviceDatabase.external(external_database)
     else:
         database = TimescaleDb(
             "timescaledb",
@@ -109,20 +95,7 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
             ),
         )
         broker_ready = [broker.container]
-    tenant_platform = TenantPlatform(
-        database=TenantDatabase(
-            admin_dsn=database.admin_dsn,
-            provider=database.provider,
-            database_name=database.database_name,
-            table_owner=table_owner,
-        ),
-        ingest=TenantIngest(writer_role_name=ingest.writer_role.name, registry=ingest.registry),
-        broker=TenantBroker(
-            connection=broker.connection,
-            connector_name=broker.connector.name,
-            action_delivery=ActionDelivery.for_window(config.emqx.delivery_window),
-        ),
-    )
+    platform = tenant_platform(database, table_owner, ingest, broker, config.emqx.delivery_window)
     outputs.update({"dashboardUrl": broker.api_url, "ingestUrl": ingest.url})
     outputs["ingestWriterPassword"] = pulumi.Output.secret(ingest.writer_password)
     if isinstance(database, TimescaleDb):
@@ -142,5 +115,5 @@ def build_docker_platform(config: StackConfig, project: str, stack: str) -> Plat
             "emqxApiSecret": pulumi.Output.secret(broker.api_secret),
             "emqxDashboardPassword": pulumi.Output.secret(broker.dashboard_password),
         })
-    return PlatformBuild(tenant_platform=tenant_platform, device_database=device_database,
+    return PlatformBuild(tenant_platform=platform, device_database=device_database,
                          broker_ready=broker_ready, outputs=outputs)

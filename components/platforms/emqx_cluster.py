@@ -22,7 +22,12 @@ import pulumi_kubernetes as k8s
 from components.config import KubernetesEmqxConfig
 from components.credentials import generated_password
 from components.emqx import DASHBOARD_PORT, stack_broker_objects
-from components.platforms.kubernetes_target import KubernetesTarget, emqx_pod_labels, load_balancer_address
+from components.platforms.kubernetes_target import (
+    KubernetesTarget,
+    awaited_metadata,
+    emqx_pod_labels,
+    load_balancer_address,
+)
 from components.providers.emqx import EmqxConnection, EmqxConnector
 
 EMQX_NAME = "emqx"
@@ -113,15 +118,7 @@ class EmqxCluster(pulumi.ComponentResource):
             f"{resource_name}-cluster",
             api_version="apps.emqx.io/v2beta1",
             kind="EMQX",
-            metadata={
-                "name": EMQX_NAME,
-                "namespace": namespace,
-                "labels": args.labels,
-                "annotations": {
-                    "pulumi.com/waitFor": "condition=Ready",
-                    "pulumi.com/timeoutSeconds": str(READY_TIMEOUT_SECONDS),
-                },
-            },
+            metadata=awaited_metadata(EMQX_NAME, namespace, args.labels, READY_TIMEOUT_SECONDS),
             spec=emqx_spec(args.image, args.settings),
             opts=target.options(self, *secrets, *args.operator, protect=True, retain_on_delete=True),
         )

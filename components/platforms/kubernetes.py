@@ -13,15 +13,7 @@ import dataclasses
 import pulumi
 
 from components.config import StackConfig
-from components.platform import (
-    DeviceDatabase,
-    PlatformBuild,
-    TenantBroker,
-    TenantDatabase,
-    TenantIngest,
-    TenantPlatform,
-    emqx_ssl_for,
-)
+from components.platform import DeviceDatabase, PlatformBuild, emqx_ssl_for, tenant_platform
 from components.platforms.cloudnative_pg import (
     CLUSTER_NAME,
     SSLMODE,
@@ -42,7 +34,6 @@ from components.platforms.kubernetes_target import (
 )
 from components.platforms.network_policies import NetworkPolicies, NetworkPoliciesArgs
 from components.platforms.operators import CNPG_NAMESPACE, CNPG_OPERATOR_POD_LABELS, Operators, OperatorsArgs
-from components.providers.emqx import ActionDelivery
 from components.providers.emqx.delivery import accepted_message_age_seconds
 
 
@@ -70,12 +61,7 @@ def build_kubernetes_platform(config: StackConfig, project: str, stack: str) -> 
         database = ExternalDatabase("timescaledb", ExternalDatabaseArgs(endpoint=external_database))
         table_owner, sslmode, database_ready = database.table_owner, database.sslmode, database
         outputs["databaseEndpoint"] = database.admin_endpoint
-        device_database = DeviceDatabase(
-            emqx_server=f"{external_database.host}:{external_database.port}",
-            emqx_ssl=emqx_ssl_for(external_database.sslmode, external_database.host),
-            operator_host=external_database.host, operator_port=external_database.port,
-            operator_sslmode=external_database.sslmode,
-        )
+        device_database = DeviceDatabase.external(external_database)
     else:
         database = TimescaleDbCluster(
             "timescaledb",
@@ -166,19 +152,6 @@ def build_kubernetes_platform(config: StackConfig, project: str, stack: str) -> 
         ),
     )
 
-    tenant_platform = TenantPlatform(
-        database=TenantDatabase(
-            admin_dsn=database.admin_dsn,
-            provider=database.provider,
-            database_name=database.database_name,
-            table_owner=table_owner,
-        ),
-        ingest=TenantIngest(writer_role_name=ingest.writer_role.name, registry=ingest.registry),
-        broker=TenantBroker(
-            connection=broker.connection,
-            connector_name=broker.connector.name,
-            action_delivery=ActionDelivery.for_window(config.emqx.delivery_window),
-        ),
-    )
-    return PlatformBuild(tenant_platform=tenant_platform, device_database=device_database,
+    platform = tenant_platform(database, table_owner, ingest, broker, config.emqx.delivery_window)
+    return PlatformBuild(tenant_platform=platform, device_database=device_database,
                          broker_ready=broker_ready, outputs=outputs)

@@ -29,6 +29,16 @@ def database_pod_labels(cluster_name: str) -> dict[str, str]:
     return {"cnpg.io/cluster": cluster_name}
 
 
+def awaited_metadata(name: str, namespace: pulumi.Input[str], labels: dict[str, str], timeout_seconds: int) -> dict:
+    """Metadata of a custom resource Pulumi waits for until its operator reports it Ready."""
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": {"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": str(timeout_seconds)},
+    }
+
+
 def stack_labels(project: str, stack: str) -> dict[str, str]:
     # `kubectl get all -l telemetry.stack=<stack>` lists one stack's objects.
     return {"app.kubernetes.io/part-of": project, "app.kubernetes.io/managed-by": "pulumi", "telemetry.stack": stack}
