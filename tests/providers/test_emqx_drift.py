@@ -5,7 +5,6 @@ Every test runs on the 5.8 and the 6.x double (the `broker` fixture)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from tests.emqx_double.fixtures import API_KEY, API_SECRET
 from tests.emqx_double.server import EmqxDouble
 from tests.providers.emqx_provider_helpers import (
     BRIDGE_READ_ONLY,
-    CASES,
     RULE_READ_ONLY,
     Case,
     acl_props,
@@ -30,19 +28,6 @@ from tests.providers.emqx_provider_helpers import (
     prepare_connector,
     rule_props,
 )
-
-
-@pytest.fixture(params=["5.8", "6.x"])
-def broker(request: pytest.FixtureRequest) -> Iterator[EmqxDouble]:
-    double = EmqxDouble(api_key=API_KEY, api_secret=API_SECRET, version=request.param).start()
-    yield double
-    double.stop()
-
-
-@pytest.fixture(params=CASES, ids=[case.id for case in CASES])
-def case(request: pytest.FixtureRequest) -> Case:
-    return request.param
-
 
 # ---- refresh right after up ---------------------------------------------------------------
 

@@ -7,17 +7,16 @@ on the 5.8 and the 6.x double (the `broker` fixture); then a whole tenant's obje
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from components.providers import emqx as p
 from tests.emqx_double.fixtures import *  # the emqx and emqx_6x fixtures
-from tests.emqx_double.fixtures import API_KEY, API_SECRET
+from tests.emqx_double.fixtures import API_SECRET
 from tests.emqx_double.server import EmqxDouble
 from tests.providers.emqx_provider_helpers import (
-    CASES,
     REMOVABLE,
     REPLACEABLE,
     Case,
@@ -34,19 +33,6 @@ from tests.providers.emqx_provider_helpers import (
     rule_props,
     user_props,
 )
-
-
-@pytest.fixture(params=["5.8", "6.x"])
-def broker(request: pytest.FixtureRequest) -> Iterator[EmqxDouble]:
-    """The lifecycle tests run against both API behaviours (rule PUT, settings defaults)."""
-    double = EmqxDouble(api_key=API_KEY, api_secret=API_SECRET, version=request.param).start()
-    yield double
-    double.stop()
-
-
-@pytest.fixture(params=CASES, ids=[case.id for case in CASES])
-def case(request: pytest.FixtureRequest) -> Case:
-    return request.param
 
 
 @pytest.fixture(params=REPLACEABLE, ids=[case.id for case in REPLACEABLE])
