@@ -32,6 +32,12 @@ TLS_CERTIFICATE_FILE = f"{SECRETS_DIR}/tls/server.pem"
 TLS_KEY_FILE = f"{SECRETS_DIR}/tls/server-key.pem"
 TLS_CA_FILE = f"{SECRETS_DIR}/tls/ca.pem"
 START_FILE = "/usr/local/bin/telemetry-start.sh"
+# The ACL file of EMQX's default `file` authorization source (`${EMQX_ETC_DIR}/acl.conf`). The
+# shipped one ends with `{allow, all}`, and on a new broker there is no authenticator either
+# until the stack creates device access through the API: replaced by a deny-all, a client that
+# connects in that window may neither publish nor subscribe. The stack then disables the source.
+ACL_FILE = "/opt/emqx/etc/acl.conf"
+DENY_ALL_ACL = "%% Until the stack configures authorization (components/device_access.py): nothing is allowed.\n{deny, all}.\n"
 START_SCRIPT = Path(__file__).resolve().parent / "entrypoints" / "emqx.sh"
 # The start script creates it once the dashboard user has the stack's password.
 READY_FILE = "/tmp/telemetry-dashboard-ready"
@@ -178,6 +184,7 @@ class Emqx(pulumi.ComponentResource):
                 _file(TLS_CERTIFICATE_FILE, self.certificate.certificate_pem, False),
                 _file(TLS_CA_FILE, ca_file_content, False),
                 docker.ContainerUploadArgs(file=START_FILE, content=START_SCRIPT.read_text(), permissions="0755"),
+                _file(ACL_FILE, DENY_ALL_ACL, False),
             ],
             entrypoints=[START_FILE],
             # An init process forwards the stop signal to EMQX and reaps the start script's helper.

@@ -242,3 +242,12 @@ def test_start_scripts_are_uploaded_and_run(dev):
         assert upload["content"] == (ROOT / "components" / "entrypoints" / script).read_text()
         assert upload["permissions"] == "0755"
     assert database["command"][0] == "postgres"
+
+
+def test_a_new_broker_allows_nothing_before_the_stack_configures_authorization(dev):
+    # EMQX's default `file` source reads ${EMQX_ETC_DIR}/acl.conf, whose shipped last rule is
+    # {allow, all}; until DeviceAccess exists there is no authenticator either.
+    uploads = {upload["file"]: upload for upload in dev.named("emqx-container").inputs["uploads"]}
+    rules = [line for line in uploads["/opt/emqx/etc/acl.conf"]["content"].splitlines()
+             if line.strip() and not line.startswith("%")]
+    assert rules == ["{deny, all}."]
