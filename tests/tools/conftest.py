@@ -138,17 +138,23 @@ def start_broker(root: Path) -> Broker:
         f"acl_file {acl_file}\npersistence false\nlog_type error\nlog_type warning\nlog_type notice\n"
     )
     process = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"mosquitto did not start on 127.0.0.1:{port}: {log.read_text()}")
-            time.sleep(0.05)
+    wait_for_listeners(process, log, port)
     return Broker("127.0.0.1", port, process, log, password_file, acl_file)
+
+
+def wait_for_listeners(process: subprocess.Popen, log: Path, *ports: int, timeout: float = 10.0) -> None:
+    """Until mosquitto accepts TCP connections on every port; fails the test with its log otherwise."""
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail(f"mosquitto did not start on 127.0.0.1:{port}: {log.read_text()}")
+                time.sleep(0.05)
 
 
 def stop_broker(broker: Broker) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.net import free_port
-from tests.tools.conftest import ACL, PASSWORDS, UMC, Broker, _find, stop_broker
+from tests.tools.conftest import ACL, PASSWORDS, UMC, Broker, _find, stop_broker, wait_for_listeners
 from tests.tools.test_smoke import (  # noqa: F401 - fixtures
     SCHEMAS,
     TenantDatabase,
@@ -79,17 +77,7 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
         + f"listener {tls_port} 127.0.0.1\ncertfile {cert_file}\nkeyfile {key_file}\n"
     )
     process = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    for port in (plain_port, tls_port):
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    pytest.fail(f"mosquitto did not start: {log.read_text()}")
-                time.sleep(0.05)
+    wait_for_listeners(process, log, plain_port, tls_port)
     plain = Broker("127.0.0.1", plain_port, process, log, password_file, acl_file)
     yield TlsBroker(plain, tls_port, ca_file, ca.cert_pem.bytes().decode())
     stop_broker(plain)
