@@ -28,7 +28,7 @@ from components.devices import stale_bounds
 from tools import ToolError
 from tools import device_store as store
 from tools.device_files import CredentialsSink, open_export, parse_import, write_export
-from tools.stack_outputs import OUTPUTS_COMMAND, load_outputs
+from tools.stack_outputs import OUTPUTS_COMMAND, load_outputs, require_output
 
 DSN_OUTPUT = "deviceManagerDsn"
 
@@ -37,13 +37,8 @@ def resolve_dsn(args: argparse.Namespace) -> str:
     if args.dsn:
         return args.dsn
     outputs = load_outputs(stack=args.stack, outputs_file=args.outputs_file)
-    dsn = outputs.get(DSN_OUTPUT)
-    if not dsn:
-        raise ToolError(
-            f"the stack outputs have no '{DSN_OUTPUT}': deploy the current program (`pulumi up`) so that it is "
-            f"exported, read the outputs with --show-secrets (`{OUTPUTS_COMMAND}`), or pass --dsn"
-        )
-    return str(dsn)
+    otherwise = f"read the outputs with --show-secrets (`{OUTPUTS_COMMAND}`), or pass --dsn"
+    return str(require_output(outputs, DSN_OUTPUT, otherwise))
 
 
 def _stale_note(what: str) -> str:

@@ -28,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from tools import ToolError
+from tools.stack_outputs import require_output
 
 # Where a refused device's password comes from.
 CREDENTIALS_HINT = "the credentials file `python -m tools.devices add|rotate ... --credentials-file` wrote"
@@ -39,12 +40,7 @@ CA_HINT = "pulumi stack output mqttCaCertificate > ca.pem"
 
 def tls_address(outputs: dict[str, Any]) -> tuple[str, int]:
     """Host and port of ``mqttTlsEndpoint`` (``mqtts://host:port``)."""
-    endpoint = outputs.get("mqttTlsEndpoint")
-    if not endpoint:
-        raise ToolError(
-            "the stack outputs have no 'mqttTlsEndpoint': deploy the current program (`pulumi up`), "
-            "or pass --host and --port of the TLS listener"
-        )
+    endpoint = require_output(outputs, "mqttTlsEndpoint", "pass --host and --port of the TLS listener")
     parts = urlsplit(endpoint)
     if parts.scheme != "mqtts" or not parts.hostname:
         raise ToolError(f"mqttTlsEndpoint '{endpoint}' is not mqtts://host:port: pass --host and --port instead")

@@ -41,7 +41,14 @@ from tools import ToolError
 from tools import device_store as store
 from tools.device_files import read_credentials
 from tools.simulate import SimulationSettings, add_source_arguments, run_simulation, tls_address
-from tools.stack_outputs import load_outputs, mqtt_address, reader_dsn, tenant_outputs, tenant_slugs
+from tools.stack_outputs import (
+    load_outputs,
+    mqtt_address,
+    reader_dsn,
+    require_output,
+    tenant_outputs,
+    tenant_slugs,
+)
 from tools.status import emqx_api, tenant_status
 
 CHECK_DEVICE_LABEL = "make smoke check device; removed when the check ends"
@@ -100,13 +107,11 @@ def check_devices(outputs: dict[str, Any], slugs: Sequence[str], run_id: str) ->
     if not known:  # every tenant fails on its own (not in the outputs): no device to add
         yield CheckDevices()
         return
-    dsn = outputs.get("deviceManagerDsn")
-    if not dsn:
-        raise ToolError(
-            "the stack outputs have no 'deviceManagerDsn', which the check uses to add its own short-lived devices: "
-            "deploy the current program (`pulumi up`), or pass devices of your own with --credentials-file "
-            "(written by `python -m tools.devices add <id> --tenant <slug> --credentials-file <file>`)"
-        )
+    # The check adds its own short-lived devices through it.
+    dsn = require_output(outputs, "deviceManagerDsn", (
+        "pass devices of your own with --credentials-file "
+        "(written by `python -m tools.devices add <id> --tenant <slug> --credentials-file <file>`)"
+    ))
     devices = CheckDevices()
     added: dict[str, list[str]] = {}
     with store.connect(str(dsn)) as conn:

@@ -98,16 +98,18 @@ def _outputs_from_cli(stack: str | None, cwd: Path) -> dict[str, Any]:
     return outputs
 
 
-def _require(outputs: dict[str, Any], name: str) -> Any:
-    if name not in outputs:
+def require_output(outputs: dict[str, Any], name: str, otherwise: str = "") -> Any:
+    """The output ``name``, or ToolError saying how to get it (``otherwise``: what the user may do instead)."""
+    if outputs.get(name) is None:
         raise ToolError(
             f"the stack outputs have no '{name}': deploy the current program (`pulumi up`) so that it is exported"
+            + (f", or {otherwise}" if otherwise else "")
         )
     return outputs[name]
 
 
 def tenant_slugs(outputs: dict[str, Any]) -> list[str]:
-    return sorted(_require(outputs, "tenants"))
+    return sorted(require_output(outputs, "tenants"))
 
 
 def tenant_outputs(outputs: dict[str, Any], slug: str, require_devices: bool = True) -> TenantOutputs:
@@ -117,7 +119,7 @@ def tenant_outputs(outputs: dict[str, Any], slug: str, require_devices: bool = T
     ``require_devices=False`` when the device credentials come from elsewhere (a credentials file of
     ``python -m tools.devices``, or the smoke check's own check devices).
     """
-    tenants = _require(outputs, "tenants")
+    tenants = require_output(outputs, "tenants")
     if slug not in tenants:
         known = ", ".join(sorted(tenants)) or "none"
         raise ToolError(
@@ -147,7 +149,7 @@ def tenant_outputs(outputs: dict[str, Any], slug: str, require_devices: bool = T
 
 def mqtt_address(outputs: dict[str, Any]) -> tuple[str, int]:
     """Host and port of ``mqttEndpoint`` (``mqtt://host:port``)."""
-    endpoint = _require(outputs, "mqttEndpoint")
+    endpoint = require_output(outputs, "mqttEndpoint")
     parts = urlsplit(endpoint)
     if parts.scheme != "mqtt" or not parts.hostname:
         raise ToolError(f"mqttEndpoint '{endpoint}' is not mqtt://host:port: pass --host and --port instead")
@@ -156,7 +158,7 @@ def mqtt_address(outputs: dict[str, Any]) -> tuple[str, int]:
 
 def reader_dsn(outputs: dict[str, Any], tenant: TenantOutputs) -> str:
     """A libpq connection string for the tenant's reader role on ``databaseEndpoint``."""
-    endpoint = _require(outputs, "databaseEndpoint")
+    endpoint = require_output(outputs, "databaseEndpoint")
     if not tenant.reader_role or tenant.reader_password is None:
         raise ToolError(
             f"the stack outputs have no reader role or password for tenant '{tenant.slug}' "
