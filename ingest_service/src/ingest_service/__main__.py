@@ -23,12 +23,10 @@ def _prepare_metrics_dir() -> str | None:
 
 
 def main() -> int:
-    from ingest_service.config import ConfigError, load_settings
+    from ingest_service.config import settings_or_report
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"ingest_service: configuration error: {exc}", file=sys.stderr)
+    settings = settings_or_report()
+    if settings is None:
         return 2
 
     from ingest_service.logs import configure_logging

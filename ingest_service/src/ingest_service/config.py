@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -128,3 +129,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_message_age_seconds=_float(env, "MAX_MESSAGE_AGE_SECONDS", 7 * 86_400.0, 1.0, 100 * 365 * 86_400.0),
         max_message_ahead_seconds=_float(env, "MAX_MESSAGE_AHEAD_SECONDS", 3_600.0, 1.0, 100 * 365 * 86_400.0),
     )
+
+
+def settings_or_report() -> Settings | None:
+    """The settings from the environment; None after printing the problem as one line for the operator."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"ingest_service: configuration error: {exc}", file=sys.stderr)
+        return None

@@ -20,7 +20,7 @@ from typing import Protocol
 import uvloop
 
 from ingest_service.app import IngestApp
-from ingest_service.config import ConfigError, Settings, load_settings
+from ingest_service.config import Settings, settings_or_report
 from ingest_service.logs import configure_logging
 from ingest_service.server import HttpServer, Limits, Request, Slot
 
@@ -92,10 +92,8 @@ async def serve(settings: Settings, channel: socket.socket, app: App) -> None:
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"ingest_service: configuration error: {exc}", file=sys.stderr)
+    settings = settings_or_report()
+    if settings is None:
         return 2
     configure_logging(settings.log_level)
     channel = socket.socket(fileno=int(sys.argv[1]))
